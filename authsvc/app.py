@@ -1,0 +1,62 @@
+"""make_app(settings, services): the Tornado application, routes only."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import tornado.web
+
+from authsvc.graphql.executor import GraphQLExecutor
+from authsvc.graphql.handler import GraphQLHandler, JSONHandler, NotFoundHandler
+from authsvc.graphql.resolvers import RESOLVERS
+from authsvc.graphql.schema import build_executable_schema
+from authsvc.services import Services
+from authsvc.settings import Settings
+
+access_log = logging.getLogger("authsvc.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One line per request. Only names and codes: never a header, body or token."""
+    status = handler.get_status()
+    request = handler.request
+    started = getattr(handler, "started", None)
+    duration_ms = (time.perf_counter() - started) * 1000 if started else request.request_time() * 1000
+    level = logging.INFO if status < 500 else logging.ERROR
+    if isinstance(handler, JSONHandler):
+        request_id, operation, outcome = handler.request_id, handler.operation, handler.outcome
+    else:
+        request_id = operation = outcome = "-"
+    access_log.log(
+        level,
+        "request_id=%s method=%s path=%s status=%d op=%s outcome=%s duration_ms=%.1f",
+        request_id,
+        request.method,
+        request.path,
+        status,
+        operation,
+        outcome,
+        duration_ms,
+    )
+
+
+def make_app(settings: Settings, services: Services) -> tornado.web.Application:
+    executor = GraphQLExecutor(build_executable_schema(RESOLVERS), settings.document_cache_size)
+    return tornado.web.Application(
+        [
+            (
+                r"/graphql",
+                GraphQLHandler,
+                {
+                    "executor": executor,
+                    "services": services,
+                    "max_body_bytes": settings.max_body_bytes,
+                },
+            ),
+        ],
+        default_handler_class=NotFoundHandler,
+        log_function=log_request,
+        xsrf_cookies=False,
+        serve_traceback=False,
+    )

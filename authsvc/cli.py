@@ -1,0 +1,78 @@
+"""The ``authsvc`` command: serve, migrate, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from authsvc import __version__, services
+from authsvc.server import serve
+from authsvc.settings import ConfigError, Settings, load_settings
+from authsvc.stores.base import StoreUnavailable
+from authsvc.stores.migrations import MigrationsPending
+
+log = logging.getLogger("authsvc")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authsvc", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"authsvc {__version__}")
+    parser.add_argument(
+        "--env-file", default=".env", help="dotenv file to read (default: .env, if present)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the HTTP server")
+    run.add_argument("--host", help="listen address (default: APP_HOST)")
+    run.add_argument("--port", type=int, help="listen port (default: APP_PORT)")
+    commands.add_parser("migrate", help="apply pending database migrations")
+    commands.add_parser("check-config", help="print the effective configuration, secrets masked")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {}
+    if getattr(args, "host", None):
+        overrides["app_host"] = args.host
+    if getattr(args, "port", None):
+        overrides["app_port"] = args.port
+    try:
+        settings = load_settings(args.env_file, **overrides)
+        configure_logging(settings)
+        if args.command == "serve":
+            asyncio.run(serve(settings))
+        elif args.command == "migrate":
+            applied = asyncio.run(services.migrate(settings))
+            for migration in applied:
+                print(f"applied {migration.version:04d}_{migration.name}")
+            print("database is up to date" if not applied else f"{len(applied)} applied")
+        elif args.command == "check-config":
+            print_config(settings)
+    except (ConfigError, MigrationsPending, StoreUnavailable) as exc:
+        # One clear line, never a stack trace, for what an operator must fix.
+        print(f"authsvc: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    # Tornado's own access log would duplicate ours.
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+
+
+def print_config(settings: Settings) -> None:
+    for name, value in settings.masked().items():
+        print(f"{name}={'' if value is None else value}")
+    print(f"# users store: {settings.users_backend}")
+    print(f"# sessions store: {settings.sessions_backend}")

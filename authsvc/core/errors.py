@@ -1,0 +1,61 @@
+"""Domain errors, each with a stable ``code``.
+
+graphql-core copies an exception's ``extensions`` onto the GraphQL error it wraps, so a
+resolver that lets one of these escape answers ``extensions.code`` with no try/except.
+
+    DomainError
+    ├── Unauthorized    no valid token for the operation       UNAUTHENTICATED
+    └── InvalidInput    field errors (register, login)         BAD_USER_INPUT
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class DomainError(Exception):
+    code: ClassVar[str] = "BAD_REQUEST"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code}
+
+
+class Unauthorized(DomainError):
+    """Missing, malformed, expired or revoked token. The message never says which."""
+
+    code = "UNAUTHENTICATED"
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One field-level error, the ``YupError`` of the Node service's API."""
+
+    path: str
+    message: str
+
+
+class InvalidInput(DomainError):
+    """The input was refused; ``status`` is what MutationResponse reports (401, as the
+    Node service answered every failure)."""
+
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, errors: list[FieldError], status: int = 401) -> None:
+        super().__init__("; ".join(f"{e.path}: {e.message}" for e in errors))
+        self.errors = errors
+        self.status = status
+
+
+def invalid_login() -> InvalidInput:
+    """The one answer for unknown email, wrong password, disabled or unconfirmed account,
+    so that login tells nothing about which accounts exist."""
+    return InvalidInput([FieldError("email", "invalid login")])

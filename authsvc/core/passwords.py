@@ -1,0 +1,57 @@
+"""bcrypt hashing on a thread pool, never on the event loop.
+
+bcrypt releases the GIL while it hashes, so a pool sized to the cores hashes in parallel
+while the event loop keeps serving refresh and `me`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import bcrypt
+
+from authsvc.core.validation import BCRYPT_MAX_PASSWORD_BYTES
+
+T = TypeVar("T")
+
+
+class PasswordHasher:
+    def __init__(self, rounds: int, threads: int) -> None:
+        self.rounds = rounds
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
+        self._decoy_hash: bytes | None = None
+
+    async def hash(self, password: str) -> str:
+        """The bcrypt hash of ``password`` (at most 72 bytes: validate first)."""
+        hashed = await self._run(bcrypt.hashpw, password.encode(), bcrypt.gensalt(self.rounds))
+        return hashed.decode("ascii")
+
+    async def verify(self, password: str, hashed: str) -> bool:
+        """Whether ``password`` matches ``hashed``. Costs one hash whatever the input."""
+        secret = password.encode()
+        if len(secret) > BCRYPT_MAX_PASSWORD_BYTES:
+            # No stored password is this long; spend the same work and say no.
+            await self.burn()
+            return False
+        try:
+            return await self._run(bcrypt.checkpw, secret, hashed.encode("ascii"))
+        except ValueError:  # a malformed stored hash matches nothing
+            return False
+
+    async def burn(self) -> None:
+        """Spend the work of one verification: login for an unknown email must cost the
+        same as a wrong password, or response times would tell which emails exist."""
+        if self._decoy_hash is None:
+            decoy = secrets.token_bytes(16)
+            self._decoy_hash = await self._run(bcrypt.hashpw, decoy, bcrypt.gensalt(self.rounds))
+        await self._run(bcrypt.checkpw, b"not the decoy", self._decoy_hash)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, fn: Callable[..., T], *args: bytes) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

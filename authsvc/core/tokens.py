@@ -1,0 +1,104 @@
+"""Signing and verifying access and refresh tokens (PyJWT).
+
+Both token types carry ``sub`` (user id), ``sid`` (session), ``jti``, ``iat``, ``exp``,
+``iss``, ``aud`` and ``typ``. Each type has its own key, and ``typ`` is checked too, so an
+access token is useless as a refresh token and the reverse even if the keys were equal.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import jwt
+
+from authsvc.core.clock import Clock
+from authsvc.core.errors import Unauthorized
+
+#: Every claim a token must carry; a token missing one is refused (RFC 7519 §4.1).
+REQUIRED_CLAIMS = ("sub", "sid", "jti", "iat", "exp", "iss", "aud", "typ")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenType:
+    """A kind of token: its ``typ`` claim, its HMAC key and its lifetime."""
+
+    typ: str
+    secret: str
+    lifetime_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    sub: str
+    sid: str
+    jti: str
+    iat: int
+    exp: int
+    typ: str
+
+
+class TokenCodec:
+    def __init__(
+        self,
+        *,
+        access: TokenType,
+        refresh: TokenType,
+        algorithm: str,
+        issuer: str,
+        audience: str,
+        leeway_s: int,
+        clock: Clock,
+    ) -> None:
+        self.access = access
+        self.refresh = refresh
+        self._algorithm = algorithm
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = timedelta(seconds=leeway_s)
+        self._clock = clock
+
+    def issue(self, kind: TokenType, user_id: str, session_id: str, jti: str | None = None) -> str:
+        """A signed token of ``kind``; ``exp = iat + lifetime``."""
+        iat = int(self._clock().timestamp())
+        payload = {
+            "sub": user_id,
+            "sid": session_id,
+            "jti": jti or uuid.uuid4().hex,
+            "iat": iat,
+            "exp": iat + kind.lifetime_s,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "typ": kind.typ,
+        }
+        return jwt.encode(payload, kind.secret, algorithm=self._algorithm)
+
+    def verify(self, kind: TokenType, token: str) -> Claims:
+        """The claims of a valid token of ``kind``. Raises Unauthorized otherwise: bad
+        signature, other algorithm, expired, wrong issuer, audience or type."""
+        try:
+            payload = jwt.decode(
+                token,
+                kind.secret,
+                algorithms=[self._algorithm],  # pinned: never trust the header's alg
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.PyJWTError:
+            raise Unauthorized() from None
+        if payload["typ"] != kind.typ:
+            raise Unauthorized()
+        try:
+            return Claims(
+                sub=str(payload["sub"]),
+                sid=str(payload["sid"]),
+                jti=str(payload["jti"]),
+                iat=int(payload["iat"]),
+                exp=int(payload["exp"]),
+                typ=str(payload["typ"]),
+            )
+        except (TypeError, ValueError):
+            raise Unauthorized() from None

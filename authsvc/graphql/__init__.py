@@ -1,0 +1,1 @@
+"""The edge: HTTP <-> GraphQL, schema loading and resolver binding, error formatting."""

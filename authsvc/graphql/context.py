@@ -1,0 +1,26 @@
+"""What a resolver knows of its request: the services and the caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authsvc.core.errors import Unauthorized
+from authsvc.core.sessions import ClientInfo
+from authsvc.services import Services
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    services: Services
+    authorization: str | None
+    client: ClientInfo
+    request_id: str
+
+    def bearer_token(self) -> str:
+        """The token of an ``authorization: Bearer <token>`` header (scheme matched
+        case-insensitively). Raises Unauthorized for a missing, empty or odd header."""
+        scheme, _, token = (self.authorization or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or " " in token:
+            raise Unauthorized()
+        return token

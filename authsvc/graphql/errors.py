@@ -1,0 +1,50 @@
+"""The one place where errors become what a client sees.
+
+Domain errors carry their own message and ``extensions.code``; a store outage becomes
+SERVICE_UNAVAILABLE; anything else is logged with the request id and answered with a
+generic message, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from graphql import GraphQLError
+
+from authsvc.core.errors import DomainError
+from authsvc.stores.base import StoreUnavailable
+
+log = logging.getLogger("authsvc.errors")
+
+UNAVAILABLE_MESSAGE = "Service temporarily unavailable, retry later"
+INTERNAL_MESSAGE = "Internal server error"
+
+
+def format_errors(
+    errors: Iterable[GraphQLError], request_id: str, default_code: str | None = None
+) -> list[dict[str, Any]]:
+    """Client-facing error dicts. ``default_code`` labels errors with no cause and no
+    code of their own (validation errors)."""
+    return [_format(error, request_id, default_code) for error in errors]
+
+
+def _format(error: GraphQLError, request_id: str, default_code: str | None) -> dict[str, Any]:
+    original = error.original_error
+    if original is None or isinstance(original, DomainError):
+        formatted = dict(error.formatted)
+        if default_code and "code" not in (formatted.get("extensions") or {}):
+            formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": default_code}
+        return formatted
+    if isinstance(original, StoreUnavailable):
+        log.warning("store unavailable request_id=%s: %s", request_id, original)
+        return _replace(error, UNAVAILABLE_MESSAGE, "SERVICE_UNAVAILABLE")
+    log.error("unexpected error request_id=%s", request_id, exc_info=original)
+    return _replace(error, INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR")
+
+
+def _replace(error: GraphQLError, message: str, code: str) -> dict[str, Any]:
+    return GraphQLError(
+        message, nodes=error.nodes, path=error.path, extensions={"code": code}
+    ).formatted  # type: ignore[return-value]

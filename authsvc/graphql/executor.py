@@ -1,0 +1,135 @@
+"""Parse, validate (cached per query string) and execute GraphQL requests."""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    execute,
+    get_operation_ast,
+    parse,
+    validate,
+)
+
+from authsvc.graphql.context import RequestContext
+from authsvc.graphql.errors import format_errors
+
+
+class MutationOverGet(Exception):
+    """A mutation was sent with GET, which must not change state (HTTP 405)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An HTTP status and a JSON-ready body, plus what the access log reports."""
+
+    status: int
+    body: dict[str, Any]
+    operation: str
+    outcome: str
+
+
+class DocumentCache:
+    """Validated documents by query string, least recently used out first.
+
+    Parsing and validation cost 1-2 ms for a small mutation, executing it 0.1 ms; the
+    same few query strings arrive again and again.
+    """
+
+    def __init__(self, schema: GraphQLSchema, size: int) -> None:
+        self._schema = schema
+        self._size = size
+        self._entries: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = (
+            OrderedDict()
+        )
+
+    def get(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        """The document and no errors, or None and the parse/validation errors."""
+        entry = self._entries.get(query)
+        if entry is not None:
+            self._entries.move_to_end(query)
+            return entry
+        try:
+            document: DocumentNode | None = parse(query)
+        except GraphQLError as error:
+            entry = (None, [error])
+        else:
+            assert document is not None
+            errors = validate(self._schema, document)
+            entry = (None, list(errors)) if errors else (document, [])
+        if self._size:
+            self._entries[query] = entry
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return entry
+
+
+class GraphQLExecutor:
+    def __init__(self, schema: GraphQLSchema, cache_size: int) -> None:
+        self._schema = schema
+        self._documents = DocumentCache(schema, cache_size)
+
+    async def run(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: RequestContext,
+        *,
+        allow_mutation: bool,
+    ) -> Response:
+        """Execute one request. Raises MutationOverGet when ``allow_mutation`` is False
+        and the operation is a mutation."""
+        document, errors = self._documents.get(query)
+        if document is None:
+            code = "GRAPHQL_PARSE_FAILED" if _is_syntax_error(errors) else "GRAPHQL_VALIDATION_FAILED"
+            body = {"errors": format_errors(errors, context.request_id, code)}
+            return Response(400, body, operation_name or "-", code)
+        operation = get_operation_ast(document, operation_name)
+        if operation is not None and operation.operation is not OperationType.QUERY:
+            if not allow_mutation:
+                raise MutationOverGet()
+        label = operation_name or _root_fields(operation) or "-"
+        result = execute(
+            self._schema,
+            document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+        )
+        if inspect.isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        return self._respond(result, context, label)
+
+    @staticmethod
+    def _respond(result: ExecutionResult, context: RequestContext, label: str) -> Response:
+        if not result.errors:
+            return Response(200, {"data": result.data}, label, "ok")
+        if result.data is None and all(e.original_error is None for e in result.errors):
+            # Nothing ran: bad variables or an unknown operation name.
+            body = {"errors": format_errors(result.errors, context.request_id, "BAD_USER_INPUT")}
+            return Response(400, body, label, "BAD_USER_INPUT")
+        errors = format_errors(result.errors, context.request_id)
+        codes = sorted({e.get("extensions", {}).get("code", "ERROR") for e in errors})
+        return Response(200, {"errors": errors, "data": result.data}, label, ",".join(codes))
+
+
+def _is_syntax_error(errors: list[GraphQLError]) -> bool:
+    return any(error.message.startswith("Syntax Error") for error in errors)
+
+
+def _root_fields(operation: Any) -> str:
+    if operation is None:
+        return ""
+    names = [getattr(sel, "name", None) for sel in operation.selection_set.selections]
+    return "+".join(n.value for n in names if n is not None)
+

@@ -1,0 +1,174 @@
+"""HTTP <-> GraphQL: the ``/graphql`` handler and JSON answers for HTTP-level errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import tornado.web
+
+from authsvc.core.sessions import ClientInfo
+from authsvc.graphql.context import RequestContext
+from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
+from authsvc.services import Services
+
+#: A client's X-Request-ID is kept only if it is short and plain, so logs stay clean.
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class JSONHandler(tornado.web.RequestHandler):
+    """Answers every HTTP-level error as ``{"errors": [{"message": …}]}``, never HTML
+    or a traceback, and tags every response with a request id."""
+
+    request_id: str = "-"
+    operation: str = "-"
+    outcome: str = "-"
+
+    def prepare(self) -> None:
+        self.started = time.perf_counter()
+        given = self.request.headers.get("X-Request-ID", "")
+        self.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        self.set_header("X-Request-ID", self.request_id)
+
+    def write_json(self, status: int, body: dict[str, Any]) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.outcome = f"http_{status_code}"
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"errors": [{"message": self._reason}]}))
+
+
+class NotFoundHandler(JSONHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        raise tornado.web.HTTPError(404)
+
+
+@tornado.web.stream_request_body
+class GraphQLHandler(JSONHandler):
+    """The body is streamed so that an oversized one is refused (413) before it is
+    buffered: from its Content-Length at once, or once the chunks pass the limit."""
+
+    def initialize(
+        self, executor: GraphQLExecutor, services: Services, max_body_bytes: int
+    ) -> None:
+        self.executor = executor
+        self.services = services
+        self.max_body_bytes = max_body_bytes
+        self.body = bytearray()
+        self.body_too_large = False
+
+    def prepare(self) -> None:
+        super().prepare()
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            self._refuse(self._too_large())
+
+    def data_received(self, chunk: bytes) -> None:
+        if self.body_too_large:
+            return
+        if len(self.body) + len(chunk) > self.max_body_bytes:
+            self.body_too_large = True
+            self.body.clear()
+        else:
+            self.body += chunk
+
+    def _too_large(self) -> BadRequest:
+        return BadRequest(413, f"Request body is larger than {self.max_body_bytes} bytes")
+
+    async def post(self) -> None:
+        try:
+            if self.body_too_large:
+                raise self._too_large()
+            try:
+                body = json.loads(self.body)
+            except (ValueError, UnicodeDecodeError):
+                raise BadRequest(400, "Request body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise BadRequest(400, "Request body must be a JSON object")
+            query, variables, operation_name = _unpack(
+                body.get("query"), body.get("variables"), body.get("operationName")
+            )
+        except BadRequest as exc:
+            self._refuse(exc)
+            return
+        await self._run_graphql(query, variables, operation_name, allow_mutation=True)
+
+    async def get(self) -> None:
+        try:
+            raw_variables = self.get_query_argument("variables", None)
+            try:
+                variables = json.loads(raw_variables) if raw_variables else None
+            except ValueError:
+                raise BadRequest(400, "variables is not valid JSON") from None
+            query, variables, operation_name = _unpack(
+                self.get_query_argument("query", None),
+                variables,
+                self.get_query_argument("operationName", None),
+            )
+        except BadRequest as exc:
+            self._refuse(exc)
+            return
+        await self._run_graphql(query, variables, operation_name, allow_mutation=False)
+
+    async def _run_graphql(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        *,
+        allow_mutation: bool,
+    ) -> None:
+        context = RequestContext(
+            services=self.services,
+            authorization=self.request.headers.get("Authorization"),
+            client=ClientInfo(
+                ip=self.request.remote_ip or "",
+                user_agent=self.request.headers.get("User-Agent", ""),
+            ),
+            request_id=self.request_id,
+        )
+        try:
+            response = await self.executor.run(
+                query, variables, operation_name, context, allow_mutation=allow_mutation
+            )
+        except MutationOverGet:
+            self.set_header("Allow", "POST")
+            self._refuse(BadRequest(405, "Mutations must be sent with POST"))
+            return
+        self._answer(response)
+
+    def _answer(self, response: Response) -> None:
+        self.operation = response.operation
+        self.outcome = response.outcome
+        self.write_json(response.status, response.body)
+
+    def _refuse(self, exc: BadRequest) -> None:
+        self.outcome = f"http_{exc.status}"
+        self.write_json(exc.status, {"errors": [{"message": exc.message}]})
+
+
+def _unpack(
+    query: Any, variables: Any, operation_name: Any
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    """Check the three request fields' types. Raises BadRequest (400)."""
+    if not isinstance(query, str) or not query.strip():
+        raise BadRequest(400, "Missing query: send {\"query\": \"…\"}")
+    if variables is not None and not isinstance(variables, dict):
+        raise BadRequest(400, "variables must be a JSON object")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise BadRequest(400, "operationName must be a string")
+    return query, variables, operation_name or None

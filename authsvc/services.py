@@ -1,0 +1,161 @@
+"""The composition root: open the stores that the settings name and wire the core.
+
+The only place that knows which adapter backs which protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from authsvc.core.accounts import AccountService
+from authsvc.core.clock import Clock, utc_now
+from authsvc.core.passwords import PasswordHasher
+from authsvc.core.sessions import SessionService
+from authsvc.core.tokens import TokenCodec, TokenType
+from authsvc.settings import Settings
+from authsvc.stores import mysql, sqlite
+from authsvc.stores.base import SessionStore, UserStore
+from authsvc.stores.migrations import Migration, MigrationsPending, latest_version
+from authsvc.stores.redis import RedisSessionStore
+
+log = logging.getLogger(__name__)
+
+Closer = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Services:
+    accounts: AccountService
+    sessions: SessionService
+    closers: list[Closer] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in reversed(self.closers):
+            await close()
+        self.closers.clear()
+
+
+def mysql_config(settings: Settings) -> mysql.MySQLConfig:
+    return mysql.MySQLConfig(
+        host=settings.db_host or "127.0.0.1",
+        port=settings.db_port,
+        user=settings.db_username or "root",
+        password=settings.db_password.get_secret_value(),
+        database=settings.db_name or "authsvc",
+        pool_min=min(settings.db_pool_min, settings.db_pool_max),
+        pool_max=settings.db_pool_max,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        timeout_s=settings.store_timeout_s,
+    )
+
+
+async def migrate(settings: Settings) -> list[Migration]:
+    """Bring the users database (and the embedded file) to the newest schema."""
+    if settings.users_backend == "mysql":
+        pool = await mysql.MySQLPool.open(mysql_config(settings))
+        try:
+            return await mysql.migrate(pool)
+        finally:
+            await pool.close()
+    db = await sqlite.SQLiteDatabase.open(settings.sqlite_path, settings.store_timeout_s)
+    try:
+        return await sqlite.migrate(db)
+    finally:
+        await db.close()
+
+
+async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
+    """Open every store and build the services. Development migrates by itself;
+    production raises MigrationsPending when ``authsvc migrate`` has not been run.
+    Raises StoreUnavailable when a configured server cannot be reached."""
+    closers: list[Closer] = []
+    try:
+        users, sessions = await _open_stores(settings, closers)
+    except BaseException:
+        for close in reversed(closers):
+            await close()
+        raise
+    hasher = PasswordHasher(settings.bcrypt_rounds, settings.hash_threads)
+
+    async def close_hasher() -> None:
+        hasher.close()
+
+    closers.insert(0, close_hasher)
+    accounts = AccountService(
+        users,
+        hasher,
+        clock,
+        password_min_length=settings.password_min_length,
+        email_confirmation=settings.email_confirmation,
+    )
+    tokens = TokenCodec(
+        access=TokenType("access", _secret(settings, "access"), settings.jwt_access_age_s),
+        refresh=TokenType("refresh", _secret(settings, "refresh"), settings.jwt_refresh_age_s),
+        algorithm=settings.jwt_algorithm,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_s=settings.jwt_leeway_s,
+        clock=clock,
+    )
+    return Services(
+        accounts=accounts,
+        sessions=SessionService(accounts, users, sessions, tokens, clock),
+        closers=closers,
+    )
+
+
+async def _open_stores(
+    settings: Settings, closers: list[Closer]
+) -> tuple[UserStore, SessionStore]:
+    sqlite_db: sqlite.SQLiteDatabase | None = None
+
+    async def embedded() -> sqlite.SQLiteDatabase:
+        nonlocal sqlite_db
+        if sqlite_db is None:
+            sqlite_db = await sqlite.SQLiteDatabase.open(
+                settings.sqlite_path, settings.store_timeout_s
+            )
+            closers.append(sqlite_db.close)
+            await sqlite.migrate(sqlite_db)  # the embedded file is always kept current
+        return sqlite_db
+
+    users: UserStore
+    if settings.users_backend == "mysql":
+        pool = await mysql.MySQLPool.open(mysql_config(settings))
+        closers.append(pool.close)
+        if settings.is_production:
+            version = await mysql.schema_version(pool)
+            if version < latest_version("mysql"):
+                raise MigrationsPending(
+                    f"the database schema is at version {version}, this release needs "
+                    f"{latest_version('mysql')}: run `authsvc migrate`"
+                )
+        else:
+            for migration in await mysql.migrate(pool):
+                log.info("applied migration %04d_%s", migration.version, migration.name)
+        users = mysql.MySQLUserStore(pool)
+    else:
+        users = sqlite.SQLiteUserStore(await embedded())
+
+    sessions: SessionStore
+    if settings.sessions_backend == "redis":
+        redis_store = RedisSessionStore.from_url(
+            settings.redis_dsn,
+            key_prefix=settings.redis_key_prefix,
+            timeout_s=settings.store_timeout_s,
+        )
+        closers.append(redis_store.close)
+        await redis_store.ping()
+        sessions = redis_store
+    else:
+        sessions = sqlite.SQLiteSessionStore(await embedded())
+    return users, sessions
+
+
+def _secret(settings: Settings, kind: str) -> str:
+    secret = settings.jwt_access_secret if kind == "access" else settings.jwt_refresh_secret
+    if secret is None:  # load_settings fills these outside production; production checks
+        raise ValueError(f"JWT_{kind.upper()}_SECRET is missing")
+    return secret.get_secret_value()

@@ -1,0 +1,220 @@
+"""The frozen Settings model: every setting, read once from the environment and `.env`.
+
+Names are the Node service's (``APP_PORT``, ``DB_HOST``, ``JWT_ACCESS_SECRET`` …) so that
+an existing `.env` works unchanged; new settings follow the same style. Nothing else in
+the package reads ``os.environ``: the CLI builds one ``Settings`` and passes it down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+#: HMAC keys shorter than this are refused in production (RFC 7518 §3.2: a key of the
+#: same size as the hash output, 256 bits for HS256).
+MIN_SECRET_BYTES = 32
+
+#: Secrets shipped in examples and tutorials; a production process refuses them.
+EXAMPLE_SECRET_PREFIXES = ("change-me", "changeme", "example", "secret", "your-")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot run; ``str()`` is one line naming the setting."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, validated once at start. See `.env.example`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    # --- process -------------------------------------------------------------------
+    node_env: Literal["development", "production", "test"] = "development"
+    app_host: str = "127.0.0.1"
+    app_port: int = Field(3000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- users database --------------------------------------------------------------
+    db_type: Literal["mysql", "mariadb", "sqlite"] | None = None
+    db_host: str | None = None
+    db_port: int = Field(3306, ge=1, le=65535)
+    db_name: str | None = None
+    db_username: str | None = None
+    db_password: SecretStr = SecretStr("")
+    db_pool_min: int = Field(1, ge=0, le=1000)
+    db_pool_max: int = Field(10, ge=1, le=1000)
+    db_connect_timeout_s: float = Field(2.0, gt=0, le=60)
+    sqlite_path: str = ".authsvc/authsvc.sqlite3"
+
+    # --- sessions (Redis) ------------------------------------------------------------
+    redis_url: SecretStr | None = None
+    redis_host: str | None = None
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_password: SecretStr | None = None
+    redis_db: int = Field(0, ge=0)
+    redis_key_prefix: str = "authsvc:"
+
+    #: Upper bound for one store call, so that an outage answers instead of hanging.
+    store_timeout_s: float = Field(2.0, gt=0, le=60)
+
+    # --- tokens ----------------------------------------------------------------------
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_access_secret: SecretStr | None = None
+    jwt_access_age_s: int = Field(900, ge=1)
+    jwt_refresh_secret: SecretStr | None = None
+    jwt_refresh_age_s: int = Field(30 * 24 * 3600, ge=1)
+    jwt_issuer: str = "authsvc"
+    jwt_audience: str = "authsvc"
+    jwt_leeway_s: int = Field(0, ge=0, le=30)
+
+    # --- accounts and passwords --------------------------------------------------------
+    bcrypt_rounds: int = Field(12, ge=4, le=31)
+    hash_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    password_min_length: int = Field(7, ge=1, le=72)
+    email_confirmation: bool = False
+
+    # --- HTTP ------------------------------------------------------------------------
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    document_cache_size: int = Field(512, ge=0, le=100_000)
+
+    @property
+    def is_production(self) -> bool:
+        return self.node_env == "production"
+
+    @property
+    def users_backend(self) -> Literal["mysql", "sqlite"]:
+        """Where users live: MySQL/MariaDB when configured, else the embedded SQLite."""
+        if self.db_type in ("mysql", "mariadb"):
+            return "mysql"
+        if self.db_type is None and self.db_host:
+            return "mysql"
+        return "sqlite"
+
+    @property
+    def sessions_backend(self) -> Literal["redis", "sqlite"]:
+        return "redis" if (self.redis_url or self.redis_host) else "sqlite"
+
+    @property
+    def redis_dsn(self) -> str:
+        """The Redis URL, from ``REDIS_URL`` or built from the host settings."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        auth = ""
+        if self.redis_password is not None:
+            auth = ":" + self.redis_password.get_secret_value() + "@"
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if not self.is_production:
+            return self
+        for name in ("jwt_access_secret", "jwt_refresh_secret"):
+            problem = secret_problem(getattr(self, name))
+            if problem:
+                raise ValueError(f"{name.upper()} {problem}")
+        if self.jwt_access_secret == self.jwt_refresh_secret:
+            raise ValueError("JWT_REFRESH_SECRET must differ from JWT_ACCESS_SECRET")
+        if self.users_backend != "mysql":
+            raise ValueError(
+                "DB_TYPE must be mysql or mariadb in production (the embedded SQLite "
+                "store is for development)"
+            )
+        for name in ("db_host", "db_name", "db_username"):
+            if not getattr(self, name):
+                raise ValueError(f"{name.upper()} is required in production")
+        if self.sessions_backend != "redis":
+            raise ValueError("REDIS_HOST or REDIS_URL is required in production")
+        return self
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings by their environment names, secrets masked."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "**********" if value.get_secret_value() else ""
+            out[name.upper()] = value
+        return out
+
+
+def secret_problem(secret: SecretStr | None) -> str | None:
+    """Why ``secret`` is unfit to sign production tokens, or None if it is fit."""
+    if secret is None or not secret.get_secret_value():
+        return "is missing"
+    value = secret.get_secret_value()
+    if value.lower().startswith(EXAMPLE_SECRET_PREFIXES):
+        return "is still an example value"
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    return None
+
+
+def load_settings(env_file: str | None = ".env", **overrides: Any) -> Settings:
+    """Read and validate the settings; fill development secrets.
+
+    Raises ConfigError with one line that names the offending setting.
+    """
+    try:
+        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    if not settings.is_production:
+        settings = _fill_development_secrets(settings)
+    return settings
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for the first problem, named by its environment variable."""
+    err = exc.errors()[0]
+    name = ".".join(str(p) for p in err["loc"]).upper()
+    message = err["msg"].removeprefix("Value error, ")
+    if not name:  # a model-level check: its message names the setting itself
+        return message
+    if "input" in err and not isinstance(err["input"], dict) and "SECRET" not in name:
+        return f"{name}: {message} (got {err['input']!r})"
+    return f"{name}: {message}"
+
+
+def _fill_development_secrets(settings: Settings) -> Settings:
+    """Generate missing secrets into a local file, so development needs no setup."""
+    missing = [
+        name
+        for name in ("jwt_access_secret", "jwt_refresh_secret")
+        if getattr(settings, name) is None
+    ]
+    if not missing:
+        return settings
+    path = Path(settings.sqlite_path).parent / "dev-secrets.json"
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    changed = False
+    for name in missing:
+        if name not in stored:
+            stored[name] = secrets.token_urlsafe(48)
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh)
+    log.warning(
+        "%s not set: using development secrets kept in %s (never do this in production)",
+        ", ".join(n.upper() for n in missing),
+        path,
+    )
+    return settings.model_copy(update={n: SecretStr(stored[n]) for n in missing})

@@ -1,0 +1,1 @@
+"""Storage: protocols in ``base``, one adapter per technology, and migrations."""

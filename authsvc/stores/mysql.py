@@ -1,0 +1,216 @@
+"""Users in MariaDB/MySQL through an aiomysql connection pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomysql
+import pymysql
+
+from authsvc.stores.base import DuplicateEmail, StoreUnavailable, User
+from authsvc.stores.migrations import Migration, pending
+
+ER_DUP_ENTRY = 1062
+#: Errors of a connection that was fine when pooled but whose server went away since
+#: (restart, failover, idle timeout): worth one retry on a fresh connection.
+STALE_CONNECTION_ERRORS = {2006, 2013, 2055}
+MIGRATION_LOCK = "authsvc_migrate"
+
+_UNAVAILABLE = (
+    TimeoutError,
+    OSError,
+    pymysql.err.OperationalError,
+    pymysql.err.InterfaceError,
+)
+
+_USER_COLUMNS = "id, email, password_hash, confirmed, disabled, created_at, updated_at"
+
+
+@dataclass(frozen=True, slots=True)
+class MySQLConfig:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    pool_min: int
+    pool_max: int
+    connect_timeout_s: float
+    timeout_s: float
+
+
+class MySQLPool:
+    """An aiomysql pool whose calls answer within ``timeout_s`` or raise StoreUnavailable."""
+
+    def __init__(self, pool: aiomysql.Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout_s = timeout_s
+
+    @classmethod
+    async def open(cls, config: MySQLConfig) -> MySQLPool:
+        """Open the pool. Raises StoreUnavailable if the server cannot be reached."""
+        try:
+            pool = await aiomysql.create_pool(
+                host=config.host,
+                port=config.port,
+                user=config.user,
+                password=config.password,
+                db=config.database,
+                minsize=config.pool_min,
+                maxsize=config.pool_max,
+                connect_timeout=config.connect_timeout_s,
+                autocommit=True,
+                charset="utf8mb4",
+                pool_recycle=3600,
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(
+                f"cannot reach MySQL/MariaDB at {config.host}:{config.port}: {exc}"
+            ) from exc
+        return cls(pool, config.timeout_s)
+
+    async def close(self) -> None:
+        self._pool.close()
+        await self._pool.wait_closed()
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        return await self._run(sql, args, fetch=True)
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        await self._run(sql, args, fetch=False)
+
+    async def _run(self, sql: str, args: Sequence[Any], *, fetch: bool) -> Any:
+        for attempt in (1, 2):
+            try:
+                async with self.connection() as conn, conn.cursor() as cur:
+                    await cur.execute(sql, args)
+                    return await cur.fetchone() if fetch else None
+            except StoreUnavailable as exc:
+                cause = exc.__cause__
+                code = cause.args[0] if isinstance(cause, pymysql.err.MySQLError) else None
+                if attempt == 2 or code not in STALE_CONNECTION_ERRORS:
+                    raise
+                # The server came back (or failed over): every idle connection is dead.
+                await self._pool.clear()
+        raise AssertionError("unreachable")
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiomysql.Connection]:
+        """A pooled connection, closed rather than pooled again after any failure (it may
+        be mid-protocol), with library errors translated."""
+        try:
+            async with asyncio.timeout(self._timeout_s), self._pool.acquire() as conn:
+                try:
+                    yield conn
+                except pymysql.err.IntegrityError:
+                    raise
+                except BaseException:
+                    conn.close()
+                    raise
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"MySQL/MariaDB unavailable: {type(exc).__name__}") from exc
+
+
+class MySQLUserStore:
+    def __init__(self, db: MySQLPool) -> None:
+        self._db = db
+
+    async def get(self, user_id: str) -> User | None:
+        row = await self._db.fetchone(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s", (user_id,)  # noqa: S608
+        )
+        return _user(row)
+
+    async def get_by_email(self, email: str) -> User | None:
+        row = await self._db.fetchone(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE email = %s", (email,)  # noqa: S608
+        )
+        return _user(row)
+
+    async def create(self, user: User) -> None:
+        try:
+            await self._db.execute(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
+                (
+                    user.id,
+                    user.email,
+                    user.password_hash,
+                    user.confirmed,
+                    user.disabled,
+                    _naive_utc(user.created_at),
+                    _naive_utc(user.updated_at),
+                ),
+            )
+        except pymysql.err.IntegrityError as exc:
+            if exc.args[0] != ER_DUP_ENTRY:
+                raise
+            # A retried insert whose first try committed before the connection dropped
+            # finds its own row: that is success, not a duplicate.
+            existing = await self.get_by_email(user.email)
+            if existing is not None and existing.id == user.id:
+                return
+            raise DuplicateEmail(user.email) from exc
+
+
+async def migrate(db: MySQLPool) -> list[Migration]:
+    """Apply pending migrations; returns those applied. Safe to run from several
+    processes at once: a named lock lets one of them do it."""
+    async with db.connection() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT GET_LOCK(%s, 60)", (MIGRATION_LOCK,))
+        try:
+            await cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INT NOT NULL PRIMARY KEY,"
+                " name VARCHAR(255) NOT NULL,"
+                " applied_at DATETIME(3) NOT NULL)"
+            )
+            await cur.execute("SELECT version FROM schema_migrations")
+            applied = {row[0] for row in await cur.fetchall()}
+            todo = pending("mysql", applied)
+            for migration in todo:
+                for statement in migration.statements:
+                    await cur.execute(statement)
+                await cur.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at)"
+                    " VALUES (%s, %s, UTC_TIMESTAMP(3))",
+                    (migration.version, migration.name),
+                )
+            return todo
+        finally:
+            await cur.execute("SELECT RELEASE_LOCK(%s)", (MIGRATION_LOCK,))
+
+
+async def schema_version(db: MySQLPool) -> int:
+    """The newest applied migration, 0 for a database never migrated."""
+    row = await db.fetchone(
+        "SELECT COUNT(*) FROM information_schema.tables"
+        " WHERE table_schema = DATABASE() AND table_name = 'schema_migrations'"
+    )
+    if not row or not row[0]:
+        return 0
+    row = await db.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+    return int(row[0]) if row else 0
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """DATETIME columns hold UTC without a zone."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _user(row: tuple[Any, ...] | None) -> User | None:
+    if row is None:
+        return None
+    return User(
+        id=row[0],
+        email=row[1],
+        password_hash=row[2],
+        confirmed=bool(row[3]),
+        disabled=bool(row[4]),
+        created_at=row[5].replace(tzinfo=UTC),
+        updated_at=row[6].replace(tzinfo=UTC),
+    )
