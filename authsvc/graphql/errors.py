@@ -32,7 +32,9 @@ def format_errors(
 
 def _format(error: GraphQLError, request_id: str, default_code: str | None) -> dict[str, Any]:
     original = error.original_error
-    if original is None or isinstance(original, DomainError):
+    # A GraphQLError as the cause is graphql-core's own request error (variable
+    # coercion): its message is meant for the client.
+    if original is None or isinstance(original, DomainError | GraphQLError):
         formatted = dict(error.formatted)
         if default_code and "code" not in (formatted.get("extensions") or {}):
             formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": default_code}

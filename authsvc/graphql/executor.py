@@ -114,8 +114,9 @@ class GraphQLExecutor:
     def _respond(result: ExecutionResult, context: RequestContext, label: str) -> Response:
         if not result.errors:
             return Response(200, {"data": result.data}, label, "ok")
-        if result.data is None and all(e.original_error is None for e in result.errors):
-            # Nothing ran: bad variables or an unknown operation name.
+        if result.data is None and all(e.path is None for e in result.errors):
+            # A request error, not a field error: nothing ran (bad variables, unknown
+            # operation name), so the request itself is at fault.
             body = {"errors": format_errors(result.errors, context.request_id, "BAD_USER_INPUT")}
             return Response(400, body, label, "BAD_USER_INPUT")
         errors = format_errors(result.errors, context.request_id)

@@ -163,12 +163,13 @@ async def migrate(db: MySQLPool) -> list[Migration]:
     async with db.connection() as conn, conn.cursor() as cur:
         await cur.execute("SELECT GET_LOCK(%s, 60)", (MIGRATION_LOCK,))
         try:
-            await cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version INT NOT NULL PRIMARY KEY,"
-                " name VARCHAR(255) NOT NULL,"
-                " applied_at DATETIME(3) NOT NULL)"
-            )
+            if not await _has_migrations_table(cur):
+                await cur.execute(
+                    "CREATE TABLE schema_migrations ("
+                    " version INT NOT NULL PRIMARY KEY,"
+                    " name VARCHAR(255) NOT NULL,"
+                    " applied_at DATETIME(3) NOT NULL)"
+                )
             await cur.execute("SELECT version FROM schema_migrations")
             applied = {row[0] for row in await cur.fetchall()}
             todo = pending("mysql", applied)
@@ -187,14 +188,23 @@ async def migrate(db: MySQLPool) -> list[Migration]:
 
 async def schema_version(db: MySQLPool) -> int:
     """The newest applied migration, 0 for a database never migrated."""
-    row = await db.fetchone(
+    async with db.connection() as conn, conn.cursor() as cur:
+        if not await _has_migrations_table(cur):
+            return 0
+        await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        row = await cur.fetchone()
+        return int(row[0])
+
+
+async def _has_migrations_table(cur: aiomysql.Cursor) -> bool:
+    # Asked of information_schema: CREATE TABLE IF NOT EXISTS would raise a note that
+    # aiomysql turns into a Python warning.
+    await cur.execute(
         "SELECT COUNT(*) FROM information_schema.tables"
         " WHERE table_schema = DATABASE() AND table_name = 'schema_migrations'"
     )
-    if not row or not row[0]:
-        return 0
-    row = await db.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-    return int(row[0]) if row else 0
+    row = await cur.fetchone()
+    return bool(row[0])
 
 
 def _naive_utc(moment: datetime) -> datetime:

@@ -1,0 +1,36 @@
+# Every target builds what it needs: a fresh clone runs `make run` or `make test` as is.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint migrate check-config clean
+
+$(STAMP): setup.py setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: start the service on its embedded default (SQLite, no servers needed)
+run: $(STAMP)
+	$(BIN)/authsvc serve
+
+## test: the whole suite against MariaDB and Redis (TEST_DATABASE_URL, TEST_REDIS_URL)
+test: $(STAMP)
+	$(BIN)/python -m pytest -p no:locust $(PYTEST_ARGS)
+
+## lint: ruff and mypy (strict on the package)
+lint: $(STAMP)
+	$(BIN)/ruff check authsvc tests schema setup.py
+	$(BIN)/ruff format --check authsvc tests schema setup.py
+	$(BIN)/mypy
+
+migrate: $(STAMP)
+	$(BIN)/authsvc migrate
+
+check-config: $(STAMP)
+	$(BIN)/authsvc check-config
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .authsvc .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""Account rules on a real (embedded) store: equal hash work for every login refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from authsvc.core.accounts import AccountService
+from authsvc.core.clock import utc_now
+from authsvc.core.errors import InvalidInput
+from authsvc.core.passwords import PasswordHasher
+from authsvc.stores import sqlite
+
+
+class CountingHasher(PasswordHasher):
+    """Counts bcrypt operations, the work a login costs (no behaviour is changed)."""
+
+    def __init__(self) -> None:
+        super().__init__(rounds=4, threads=1)
+        self.operations = 0
+
+    async def _run(self, fn, *args):
+        self.operations += 1
+        return await super()._run(fn, *args)
+
+
+@pytest.fixture
+def store(io_loop, tmp_path):
+    db = io_loop.run_sync(lambda: sqlite.SQLiteDatabase.open(str(tmp_path / "a.db"), 3.0))
+    io_loop.run_sync(lambda: sqlite.migrate(db))
+    yield sqlite.SQLiteUserStore(db)
+    io_loop.run_sync(db.close)
+
+
+def accounts(store, hasher, email_confirmation=False):
+    return AccountService(
+        store, hasher, utc_now, password_min_length=7, email_confirmation=email_confirmation
+    )
+
+
+async def test_every_login_refusal_costs_one_hash_and_says_the_same(store):
+    hasher = CountingHasher()
+    service = accounts(store, hasher)
+    await service.register("a@example.com", "password1")
+    disabled = await service.register("d@example.com", "password1")
+    await store._db.execute("UPDATE users SET disabled = 1 WHERE id = ?", (disabled.id,))
+    await hasher.burn()  # the decoy hash is made once, on first use: not counted below
+    attempts = [
+        ("nobody@example.com", "password1"),  # unknown email
+        ("a@example.com", "wrong-password"),  # wrong password
+        ("d@example.com", "password1"),  # disabled account
+        ("a@example.com", "p" * 80),  # longer than bcrypt reads
+    ]
+    for email, password in attempts:
+        before = hasher.operations
+        with pytest.raises(InvalidInput) as refused:
+            await service.check_credentials(email, password)
+        assert hasher.operations - before == 1, email
+        assert [(e.path, e.message) for e in refused.value.errors] == [("email", "invalid login")]
+    hasher.close()
+
+
+async def test_unconfirmed_account_is_refused_only_when_confirmation_is_on(store):
+    hasher = PasswordHasher(rounds=4, threads=1)
+    service = accounts(store, hasher, email_confirmation=True)
+    user = await service.register("c@example.com", "password1")
+    assert user.confirmed is False
+    with pytest.raises(InvalidInput):
+        await service.check_credentials("c@example.com", "password1")
+    open_service = accounts(store, hasher)
+    assert (await open_service.check_credentials("c@example.com", "password1")).id == user.id
+    hasher.close()

@@ -1,0 +1,60 @@
+"""bcrypt on a thread pool: correct answers, the loop stays free, equal work."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import bcrypt
+
+from authsvc.core.passwords import PasswordHasher
+
+
+async def test_hash_and_verify():
+    hasher = PasswordHasher(rounds=4, threads=2)
+    try:
+        hashed = await hasher.hash("correct horse")
+        assert hashed.startswith("$2b$04$")
+        assert await hasher.verify("correct horse", hashed)
+        assert not await hasher.verify("wrong horse", hashed)
+        assert not await hasher.verify("x" * 100, hashed)  # bcrypt 5 would raise
+        assert not await hasher.verify("correct horse", "not a bcrypt hash")
+    finally:
+        hasher.close()
+
+
+async def test_rounds_are_configurable():
+    hasher = PasswordHasher(rounds=5, threads=1)
+    try:
+        assert (await hasher.hash("pw")).startswith("$2b$05$")
+    finally:
+        hasher.close()
+
+
+async def test_hashing_never_runs_on_the_event_loop(monkeypatch):
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    real_hashpw = bcrypt.hashpw
+
+    def recording_hashpw(password: bytes, salt: bytes) -> bytes:
+        seen.append(threading.get_ident())
+        return real_hashpw(password, salt)
+
+    monkeypatch.setattr(bcrypt, "hashpw", recording_hashpw)
+    hasher = PasswordHasher(rounds=10, threads=2)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.ensure_future(ticker())
+    try:
+        await asyncio.gather(hasher.hash("a"), hasher.hash("b"), hasher.burn())
+    finally:
+        task.cancel()
+        hasher.close()
+    assert seen and loop_thread not in seen
+    assert ticks > 0  # the loop kept running while the hashes were computed

@@ -1,0 +1,78 @@
+"""Small helpers the tests share: a GraphQL client over the test server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+REGISTER = """mutation Register($email: String!, $password: String!) {
+  register(email: $email, password: $password) { status errors { path message } payload }
+}"""
+LOGIN = """mutation Login($email: String!, $password: String!) {
+  login(email: $email, password: $password) { status errors { path message } payload }
+}"""
+ME = "query Me { me { id email confirmed createdAt updatedAt } }"
+REFRESH = "mutation Refresh { refresh }"
+LOGOUT = "mutation Logout { logout }"
+
+PASSWORD = "correct horse battery"
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+class GraphQLClient:
+    """POSTs GraphQL to the app under test; returns (HTTP status, decoded JSON body)."""
+
+    def __init__(self, http_client: Any) -> None:
+        self.http = http_client
+
+    async def raw(self, method: str = "POST", path: str = "/graphql", **kwargs: Any):
+        response = await self.http.fetch(path, method=method, raise_error=False, **kwargs)
+        return response
+
+    async def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        body = json.dumps({"query": query, "variables": variables or {}})
+        response = await self.raw(body=body, headers=all_headers)
+        return response.code, json.loads(response.body)
+
+    async def register(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+        status, body = await self.post(REGISTER, {"email": email, "password": password})
+        assert status == 200, body
+        return body["data"]["register"]
+
+    async def login(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+        status, body = await self.post(LOGIN, {"email": email, "password": password})
+        assert status == 200, body
+        return body["data"]["login"]
+
+    async def tokens(self, email: str | None = None) -> tuple[str, str]:
+        """Register (if needed) and log in; returns (access token, refresh token)."""
+        email = email or new_email()
+        await self.register(email)
+        result = await self.login(email)
+        assert result["status"] == 200, result
+        payload = json.loads(result["payload"])
+        return payload["access_token"], payload["refresh_token"]
+
+
+def unauthorized(body: dict[str, Any], field: str) -> bool:
+    """The Node service's answer for a missing or bad token, with our code."""
+    return (
+        body.get("data") is None
+        and len(body["errors"]) == 1
+        and body["errors"][0]["message"] == "Unauthorized"
+        and body["errors"][0]["path"] == [field]
+        and body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}
+    )

@@ -1,0 +1,27 @@
+"""Redis specifics: key layout (Cluster hash tag) and expiry at the session's end."""
+
+from __future__ import annotations
+
+import redis
+
+from authsvc.stores.redis import RedisSessionStore
+from tests.stores.test_session_store_contract import make_session
+
+
+async def test_key_has_user_hash_tag_and_expires_at_session_end(io_loop, redis_server):
+    store = RedisSessionStore.from_url(
+        redis_server.url, key_prefix=redis_server.prefix, timeout_s=3.0
+    )
+    try:
+        session = make_session(expires_in_s=600)
+        await store.create(session)
+        key = store.key(session.user_id, session.id)
+        assert key == f"{redis_server.prefix}session:{{{session.user_id}}}:{session.id}"
+        raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        expire_ms = raw.pexpiretime(key)
+        assert abs(expire_ms - int(session.expires_at.timestamp() * 1000)) < 5
+        stored = raw.hgetall(key)
+        assert "refresh_jti_hash" in stored and "token" not in " ".join(stored)
+        raw.close()
+    finally:
+        await store.close()
