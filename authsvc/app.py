@@ -22,7 +22,9 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     status = handler.get_status()
     request = handler.request
     started = getattr(handler, "started", None)
-    duration_ms = (time.perf_counter() - started) * 1000 if started else request.request_time() * 1000
+    duration_ms = (
+        (time.perf_counter() - started) * 1000 if started else request.request_time() * 1000
+    )
     level = logging.INFO if status < 500 else logging.ERROR
     if isinstance(handler, JSONHandler):
         request_id, operation, outcome = handler.request_id, handler.operation, handler.outcome

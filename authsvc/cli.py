@@ -67,8 +67,10 @@ def configure_logging(settings: Settings) -> None:
         stream=sys.stderr,
         force=True,
     )
-    # Tornado's own access log would duplicate ours.
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    # Tornado's own access log would duplicate ours; aiosqlite logs every statement
+    # with its parameters (emails, password hashes) at DEBUG.
+    for noisy in ("tornado.access", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def print_config(settings: Settings) -> None:

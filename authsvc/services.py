@@ -106,9 +106,7 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
     )
 
 
-async def _open_stores(
-    settings: Settings, closers: list[Closer]
-) -> tuple[UserStore, SessionStore]:
+async def _open_stores(settings: Settings, closers: list[Closer]) -> tuple[UserStore, SessionStore]:
     sqlite_db: sqlite.SQLiteDatabase | None = None
 
     async def embedded() -> sqlite.SQLiteDatabase:

@@ -169,7 +169,7 @@ def load_settings(env_file: str | None = ".env", **overrides: Any) -> Settings:
     Raises ConfigError with one line that names the offending setting.
     """
     try:
-        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
     if not settings.is_production:

@@ -32,8 +32,6 @@ def password_errors(password: str, min_length: int) -> list[FieldError]:
         return [FieldError("password", f"password must be at least {min_length} characters")]
     if len(password.encode()) > BCRYPT_MAX_PASSWORD_BYTES:
         return [
-            FieldError(
-                "password", f"password must be at most {BCRYPT_MAX_PASSWORD_BYTES} bytes"
-            )
+            FieldError("password", f"password must be at most {BCRYPT_MAX_PASSWORD_BYTES} bytes")
         ]
     return []

@@ -35,9 +35,10 @@ def _format(error: GraphQLError, request_id: str, default_code: str | None) -> d
     # A GraphQLError as the cause is graphql-core's own request error (variable
     # coercion): its message is meant for the client.
     if original is None or isinstance(original, DomainError | GraphQLError):
-        formatted = dict(error.formatted)
-        if default_code and "code" not in (formatted.get("extensions") or {}):
-            formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": default_code}
+        formatted: dict[str, Any] = dict(error.formatted)
+        extensions: dict[str, Any] = dict(formatted.get("extensions") or {})
+        if default_code and "code" not in extensions:
+            formatted["extensions"] = extensions | {"code": default_code}
         return formatted
     if isinstance(original, StoreUnavailable):
         log.warning("store unavailable request_id=%s: %s", request_id, original)

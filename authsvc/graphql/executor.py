@@ -90,14 +90,18 @@ class GraphQLExecutor:
         and the operation is a mutation."""
         document, errors = self._documents.get(query)
         if document is None:
-            code = "GRAPHQL_PARSE_FAILED" if _is_syntax_error(errors) else "GRAPHQL_VALIDATION_FAILED"
+            code = (
+                "GRAPHQL_PARSE_FAILED" if _is_syntax_error(errors) else "GRAPHQL_VALIDATION_FAILED"
+            )
             body = {"errors": format_errors(errors, context.request_id, code)}
             return Response(400, body, operation_name or "-", code)
         operation = get_operation_ast(document, operation_name)
-        if operation is not None and operation.operation is not OperationType.QUERY:
-            if not allow_mutation:
-                raise MutationOverGet()
-        label = operation_name or _root_fields(operation) or "-"
+        is_query = operation is None or operation.operation is OperationType.QUERY
+        if not is_query and not allow_mutation:
+            raise MutationOverGet()
+        # The access log names the root fields called: what a client named its
+        # operation says less, and clients often name none.
+        label = _root_fields(operation) or operation_name or "-"
         result = execute(
             self._schema,
             document,
@@ -133,4 +137,3 @@ def _root_fields(operation: Any) -> str:
         return ""
     names = [getattr(sel, "name", None) for sel in operation.selection_set.selections]
     return "+".join(n.value for n in names if n is not None)
-

@@ -166,7 +166,7 @@ def _unpack(
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     """Check the three request fields' types. Raises BadRequest (400)."""
     if not isinstance(query, str) or not query.strip():
-        raise BadRequest(400, "Missing query: send {\"query\": \"…\"}")
+        raise BadRequest(400, 'Missing query: send {"query": "…"}')
     if variables is not None and not isinstance(variables, dict):
         raise BadRequest(400, "variables must be a JSON object")
     if operation_name is not None and not isinstance(operation_name, str):

@@ -12,10 +12,11 @@ from authsvc.graphql.context import RequestContext
 from authsvc.graphql.schema import Resolver, serialize_datetime
 from authsvc.stores.base import User
 
+Info = GraphQLResolveInfo[RequestContext]
 
-def _ctx(info: GraphQLResolveInfo) -> RequestContext:
-    context: RequestContext = info.context
-    return context
+
+def _ctx(info: Info) -> RequestContext:
+    return info.context
 
 
 def mutation_response(status: int, payload: str | None = None) -> dict[str, Any]:
@@ -42,15 +43,13 @@ def user_fields(user: User) -> dict[str, Any]:
     }
 
 
-async def resolve_me(_root: None, info: GraphQLResolveInfo) -> dict[str, Any]:
+async def resolve_me(_root: None, info: Info) -> dict[str, Any]:
     ctx = _ctx(info)
     user = await ctx.services.sessions.user_for_access_token(ctx.bearer_token())
     return user_fields(user)
 
 
-async def resolve_register(
-    _root: None, info: GraphQLResolveInfo, email: str, password: str
-) -> dict[str, Any]:
+async def resolve_register(_root: None, info: Info, email: str, password: str) -> dict[str, Any]:
     try:
         user = await _ctx(info).services.accounts.register(email, password)
     except InvalidInput as exc:
@@ -58,9 +57,7 @@ async def resolve_register(
     return mutation_response(201, json.dumps(user_fields(user), default=serialize_datetime))
 
 
-async def resolve_login(
-    _root: None, info: GraphQLResolveInfo, email: str, password: str
-) -> dict[str, Any]:
+async def resolve_login(_root: None, info: Info, email: str, password: str) -> dict[str, Any]:
     ctx = _ctx(info)
     try:
         pair = await ctx.services.sessions.login(email, password, ctx.client)
@@ -70,12 +67,12 @@ async def resolve_login(
     return mutation_response(200, json.dumps(payload))
 
 
-async def resolve_refresh(_root: None, info: GraphQLResolveInfo) -> str:
+async def resolve_refresh(_root: None, info: Info) -> str:
     ctx = _ctx(info)
     return await ctx.services.sessions.refresh(ctx.bearer_token())
 
 
-async def resolve_logout(_root: None, info: GraphQLResolveInfo) -> bool:
+async def resolve_logout(_root: None, info: Info) -> bool:
     ctx = _ctx(info)
     await ctx.services.sessions.logout(ctx.bearer_token())
     return True

@@ -40,10 +40,7 @@ def build_executable_schema(
     schema = build_schema(load_sdl())
     scalar = schema.type_map["DateTime"]
     assert isinstance(scalar, GraphQLScalarType)
-    # graphql-core 3.2 reads ``serialize``; 3.3 renamed it ``coerce_output_value``.
-    scalar.serialize = serialize_datetime  # type: ignore[method-assign]
-    if hasattr(scalar, "coerce_output_value"):
-        scalar.coerce_output_value = serialize_datetime
+    scalar.coerce_output_value = serialize_datetime
     roots = {"Query": schema.query_type, "Mutation": schema.mutation_type}
     for type_name, root in roots.items():
         if not isinstance(root, GraphQLObjectType):

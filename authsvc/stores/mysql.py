@@ -28,7 +28,15 @@ _UNAVAILABLE = (
     pymysql.err.InterfaceError,
 )
 
-_USER_COLUMNS = "id, email, password_hash, confirmed, disabled, created_at, updated_at"
+_SELECT_USER = (
+    "SELECT id, email, password_hash, confirmed, disabled, created_at, updated_at FROM users"
+)
+_USER_BY_ID = _SELECT_USER + " WHERE id = %s"
+_USER_BY_EMAIL = _SELECT_USER + " WHERE email = %s"
+_INSERT_USER = (
+    "INSERT INTO users (id, email, password_hash, confirmed, disabled, created_at, updated_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +87,8 @@ class MySQLPool:
         await self._pool.wait_closed()
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        return await self._run(sql, args, fetch=True)
+        row: tuple[Any, ...] | None = await self._run(sql, args, fetch=True)
+        return row
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
         await self._run(sql, args, fetch=False)
@@ -121,21 +130,15 @@ class MySQLUserStore:
         self._db = db
 
     async def get(self, user_id: str) -> User | None:
-        row = await self._db.fetchone(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s", (user_id,)  # noqa: S608
-        )
-        return _user(row)
+        return _user(await self._db.fetchone(_USER_BY_ID, (user_id,)))
 
     async def get_by_email(self, email: str) -> User | None:
-        row = await self._db.fetchone(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE email = %s", (email,)  # noqa: S608
-        )
-        return _user(row)
+        return _user(await self._db.fetchone(_USER_BY_EMAIL, (email,)))
 
     async def create(self, user: User) -> None:
         try:
             await self._db.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
+                _INSERT_USER,
                 (
                     user.id,
                     user.email,

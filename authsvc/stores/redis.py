@@ -56,25 +56,27 @@ class RedisSessionStore:
 
     async def create(self, session: Session) -> None:
         key = self.key(session.user_id, session.id)
-        async with self._guard():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    key,
-                    mapping={
-                        "refresh_jti_hash": session.refresh_jti_hash,
-                        "created_at": _ms(session.created_at),
-                        "last_used_at": _ms(session.last_used_at),
-                        "expires_at": _ms(session.expires_at),
-                        "user_agent": session.user_agent,
-                        "ip": session.ip,
-                    },
-                )
-                pipe.pexpireat(key, _ms(session.expires_at))
-                await pipe.execute()
+        async with self._guard(), self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "refresh_jti_hash": session.refresh_jti_hash,
+                    "created_at": _ms(session.created_at),
+                    "last_used_at": _ms(session.last_used_at),
+                    "expires_at": _ms(session.expires_at),
+                    "user_agent": session.user_agent,
+                    "ip": session.ip,
+                },
+            )
+            pipe.pexpireat(key, _ms(session.expires_at))
+            await pipe.execute()
 
     async def get(self, user_id: str, session_id: str) -> Session | None:
         async with self._guard():
-            fields = await self._client.hgetall(self.key(user_id, session_id))
+            # decode_responses=True: every field is a str.
+            fields: dict[str, str] = await self._client.hgetall(  # type: ignore[assignment]
+                self.key(user_id, session_id)
+            )
         if not fields:
             return None
         return Session(

@@ -21,9 +21,23 @@ import aiosqlite
 from authsvc.stores.base import DuplicateEmail, Session, StoreUnavailable, User
 from authsvc.stores.migrations import Migration, pending
 
-_USER_COLUMNS = "id, email, password_hash, confirmed, disabled, created_at, updated_at"
-_SESSION_COLUMNS = (
-    "id, user_id, refresh_jti_hash, created_at, last_used_at, expires_at, user_agent, ip"
+_SELECT_USER = (
+    "SELECT id, email, password_hash, confirmed, disabled, created_at, updated_at FROM users"
+)
+_USER_BY_ID = _SELECT_USER + " WHERE id = ?"
+_USER_BY_EMAIL = _SELECT_USER + " WHERE email = ?"
+_INSERT_USER = (
+    "INSERT INTO users (id, email, password_hash, confirmed, disabled, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_SESSION_BY_ID = (
+    "SELECT id, user_id, refresh_jti_hash, created_at, last_used_at, expires_at, user_agent, ip"
+    " FROM sessions WHERE id = ? AND user_id = ? AND expires_at > ?"
+)
+_INSERT_SESSION = (
+    "INSERT INTO sessions"
+    " (id, user_id, refresh_jti_hash, created_at, last_used_at, expires_at, user_agent, ip)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -75,19 +89,15 @@ class SQLiteUserStore:
         self._db = db
 
     async def get(self, user_id: str) -> User | None:
-        return _user(
-            await self._db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))  # noqa: S608
-        )
+        return _user(await self._db.fetchone(_USER_BY_ID, (user_id,)))
 
     async def get_by_email(self, email: str) -> User | None:
-        return _user(
-            await self._db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", (email,))  # noqa: S608
-        )
+        return _user(await self._db.fetchone(_USER_BY_EMAIL, (email,)))
 
     async def create(self, user: User) -> None:
         try:
             await self._db.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                _INSERT_USER,
                 (
                     user.id,
                     user.email,
@@ -111,7 +121,7 @@ class SQLiteSessionStore:
     async def create(self, session: Session) -> None:
         await self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (_now_ms(),))
         await self._db.execute(
-            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            _INSERT_SESSION,
             (
                 session.id,
                 session.user_id,
@@ -125,11 +135,7 @@ class SQLiteSessionStore:
         )
 
     async def get(self, user_id: str, session_id: str) -> Session | None:
-        row = await self._db.fetchone(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions"  # noqa: S608
-            " WHERE id = ? AND user_id = ? AND expires_at > ?",
-            (session_id, user_id, _now_ms()),
-        )
+        row = await self._db.fetchone(_SESSION_BY_ID, (session_id, user_id, _now_ms()))
         if row is None:
             return None
         return Session(

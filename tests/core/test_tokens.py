@@ -64,9 +64,15 @@ def test_expired_token_is_refused_and_leeway_is_honoured():
 def test_wrong_audience_issuer_or_missing_claims_are_refused():
     now = int(datetime.now(UTC).timestamp())
     base = {
-        "sub": "u", "sid": "s", "jti": "j", "iat": now, "exp": now + 60,
-        "iss": "authsvc", "aud": "services", "typ": "access",
-    }  # fmt: skip
+        "sub": "u",
+        "sid": "s",
+        "jti": "j",
+        "iat": now,
+        "exp": now + 60,
+        "iss": "authsvc",
+        "aud": "services",
+        "typ": "access",
+    }
     tokens = codec()
     assert tokens.verify(ACCESS, jwt.encode(base, ACCESS.secret, algorithm="HS256")).sub == "u"
     for change in ({"aud": "other"}, {"iss": "other"}, {"typ": "refresh"}):

@@ -50,7 +50,9 @@ async def test_register_refuses_passwords_over_72_bytes(client):
     email = new_email()
     result = await client.register(email, "é" * 37)  # 37 characters, 74 bytes
     assert result["status"] == 401
-    assert result["errors"] == [{"path": "password", "message": "password must be at most 72 bytes"}]
+    assert result["errors"] == [
+        {"path": "password", "message": "password must be at most 72 bytes"}
+    ]
     assert (await client.login(email, "é" * 37))["status"] == 401  # nothing was created
 
 
@@ -136,7 +138,7 @@ async def test_tokens_are_refused_in_each_others_place(client):
 
 
 async def test_forged_tokens_are_refused(client):
-    access, refresh = await client.tokens()
+    _access, refresh = await client.tokens()
     claims = jwt.decode(refresh, options={"verify_signature": False})
     # Signed with the access key, with another HMAC, and unsigned ("none").
     with warnings.catch_warnings():
@@ -202,6 +204,8 @@ async def test_operation_name_picks_the_operation(client):
     await client.register(email)
     status, body = await client.post(document, {"email": email, "password": PASSWORD})
     assert status == 400  # two operations and no operationName
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "operation name" in body["errors"][0]["message"]
     response = await client.raw(
         body=json.dumps(
             {

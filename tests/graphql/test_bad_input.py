@@ -28,7 +28,8 @@ async def test_non_object_body_is_400(client):
 
 
 async def test_missing_query_is_400(client):
-    for body in ({}, {"query": ""}, {"query": 42}, {"variables": {}}):
+    bodies: list[dict[str, object]] = [{}, {"query": ""}, {"query": 42}, {"variables": {}}]
+    for body in bodies:
         response = await client.raw(body=json.dumps(body))
         assert response.code == 400, body
         assert message(response).startswith("Missing query")
@@ -45,7 +46,10 @@ async def test_body_over_the_limit_is_413_and_changes_nothing(client):
     email = new_email()
     padding = "x" * (64 * 1024)
     body = json.dumps(
-        {"query": REGISTER + "#" + padding, "variables": {"email": email, "password": "longpassword"}}
+        {
+            "query": REGISTER + "#" + padding,
+            "variables": {"email": email, "password": "longpassword"},
+        }
     )
     response = await client.raw(body=body)
     assert response.code == 413
@@ -102,7 +106,12 @@ async def test_other_methods_are_json_405(client):
 
 
 async def test_no_response_shows_a_stack_trace(client):
-    bodies = ["{", "[]", json.dumps({"query": "{ me { nope } }"}), json.dumps({"query": "{me{id}}"})]
+    bodies = [
+        "{",
+        "[]",
+        json.dumps({"query": "{ me { nope } }"}),
+        json.dumps({"query": "{me{id}}"}),
+    ]
     for body in bodies:
         response = await client.raw(body=body)
         assert response.code < 500

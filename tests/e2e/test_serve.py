@@ -1,0 +1,155 @@
+"""`authsvc serve` as a real process over real HTTP, on MariaDB + Redis in production
+configuration and on the embedded default; SIGTERM stops it with exit 0."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import ACCESS_SECRET, REFRESH_SECRET
+from tests.e2e.processes import ServiceProcess, authsvc_command, child_env
+from tests.helpers import LOGIN, LOGOUT, ME, PASSWORD, REFRESH, REGISTER, new_email
+
+
+def production_env(mysql_server, redis_server, database: str | None = None) -> dict[str, str]:
+    return {
+        "NODE_ENV": "production",
+        "DB_TYPE": "mariadb",
+        "DB_HOST": mysql_server.host,
+        "DB_PORT": str(mysql_server.port),
+        "DB_USERNAME": mysql_server.user,
+        "DB_PASSWORD": mysql_server.password,
+        "DB_NAME": database or mysql_server.database,
+        "REDIS_URL": redis_server.url,
+        "REDIS_KEY_PREFIX": redis_server.prefix,
+        "JWT_ACCESS_SECRET": ACCESS_SECRET,
+        "JWT_REFRESH_SECRET": REFRESH_SECRET,
+        "BCRYPT_ROUNDS": "4",
+    }
+
+
+def drive_the_whole_flow(service: ServiceProcess) -> list[str]:
+    """register -> login -> me -> refresh -> logout -> refresh refused; returns every
+    secret the flow used, which the logs must not contain."""
+    email = new_email()
+    status, body = service.graphql(REGISTER, {"email": email, "password": PASSWORD})
+    assert status == 200 and body["data"]["register"]["status"] == 201, body
+    status, body = service.graphql(LOGIN, {"email": email, "password": PASSWORD})
+    assert body["data"]["login"]["status"] == 200, body
+    tokens = json.loads(body["data"]["login"]["payload"])
+    status, body = service.graphql(ME, token=tokens["access_token"])
+    assert body["data"]["me"]["email"] == email
+    status, body = service.graphql(REFRESH, token=tokens["refresh_token"])
+    new_access = body["data"]["refresh"]
+    assert service.graphql(ME, token=new_access)[1]["data"]["me"]["email"] == email
+    assert service.graphql(LOGOUT, token=tokens["refresh_token"])[1] == {"data": {"logout": True}}
+    status, body = service.graphql(REFRESH, token=tokens["refresh_token"])
+    assert status == 200 and body["data"] is None
+    assert body["errors"][0]["message"] == "Unauthorized"
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    return [PASSWORD, tokens["access_token"], tokens["refresh_token"], new_access]
+
+
+def assert_clean_logs(service: ServiceProcess, secrets: list[str]) -> None:
+    logs = service.logs()
+    for secret in [*secrets, ACCESS_SECRET, REFRESH_SECRET]:
+        assert secret not in logs
+    for part in (s.split(".")[1] for s in secrets if s.count(".") == 2):
+        assert part not in logs  # not even the payload of a token
+    access_lines = [line for line in logs.splitlines() if "authsvc.access" in line]
+    assert len(access_lines) == 7  # one per request of the flow
+    assert all("request_id=" in line and "duration_ms=" in line for line in access_lines)
+    assert any("op=login outcome=ok" in line for line in access_lines)
+    assert any("op=refresh outcome=UNAUTHENTICATED" in line for line in access_lines)
+
+
+def test_production_on_mariadb_and_redis(tmp_path, mysql_server, redis_server):
+    env = production_env(mysql_server, redis_server)
+    migrated = subprocess.run(
+        authsvc_command("migrate"),
+        cwd=tmp_path,
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    service = ServiceProcess(tmp_path, env)
+    try:
+        secrets = drive_the_whole_flow(service)
+    finally:
+        code = service.terminate()
+    assert code == 0
+    assert_clean_logs(service, secrets)
+    assert not (tmp_path / ".authsvc").exists()  # never falls back to embedded storage
+
+
+def test_embedded_default(tmp_path):
+    service = ServiceProcess(tmp_path, {"BCRYPT_ROUNDS": "4"})
+    try:
+        secrets = drive_the_whole_flow(service)
+    finally:
+        code = service.terminate()
+    assert code == 0
+    assert (tmp_path / ".authsvc" / "authsvc.sqlite3").exists()
+    assert_clean_logs(service, secrets)
+    assert "development secrets" in service.logs()
+
+
+def test_production_refuses_an_unmigrated_database_then_migrate_fixes_it(
+    tmp_path, mysql_server, redis_server
+):
+    fresh = mysql_server.database + "_fresh"
+    with mysql_server.connect() as conn:
+        conn.cursor().execute(f"CREATE DATABASE `{fresh}`")
+    try:
+        env = child_env(production_env(mysql_server, redis_server, fresh))
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                authsvc_command(*args),
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        refused = run("serve", "--port", "1")
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == (
+            "authsvc: the database schema is at version 0, this release needs 1: "
+            "run `authsvc migrate`"
+        )
+        first = run("migrate")
+        assert first.returncode == 0 and "applied 0001_users" in first.stdout
+        second = run("migrate")
+        assert second.returncode == 0 and "database is up to date" in second.stdout
+    finally:
+        with mysql_server.connect() as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{fresh}`")
+
+
+@pytest.mark.parametrize("target", ["mariadb", "redis"])
+def test_unreachable_server_at_start_is_one_clear_line(
+    tmp_path, target, mysql_server, redis_server
+):
+    env = production_env(mysql_server, redis_server)
+    if target == "mariadb":
+        env["DB_PORT"] = "1"
+    else:
+        env["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    result = subprocess.run(
+        authsvc_command("serve", "--port", "1"),
+        cwd=tmp_path,
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("authsvc: ") and ("MariaDB" in last or "Redis" in last), last
