@@ -38,6 +38,8 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # `DB_TYPE=` in a .env means "not set", as it did for the Node service.
+        env_ignore_empty=True,
         frozen=True,
         case_sensitive=False,
     )
