@@ -39,9 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["app_host"] = args.host
     if getattr(args, "port", None):
         overrides["app_port"] = args.port
+    configure_logging("INFO")  # so that warnings while loading the settings are formatted
     try:
         settings = load_settings(args.env_file, **overrides)
-        configure_logging(settings)
+        configure_logging(settings.log_level)
         if args.command == "serve":
             asyncio.run(serve(settings))
         elif args.command == "migrate":
@@ -60,9 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(level: str) -> None:
     logging.basicConfig(
-        level=settings.log_level,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
         force=True,

@@ -4,12 +4,16 @@ back by itself. The servers here are the test's own, so the shared ones stay up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import pytest
 
+from authsvc.services import mysql_config
 from authsvc.settings import Settings
+from authsvc.stores.mysql import MySQLPool
+from authsvc.stores.mysql import migrate as mysql_migrate
 from tests.conftest import ACCESS_SECRET, REFRESH_SECRET
 from tests.e2e.processes import ThrowawayMariaDB, ThrowawayRedis
 from tests.helpers import LOGIN, ME, PASSWORD, REFRESH, REGISTER, new_email
@@ -126,3 +130,22 @@ async def test_mariadb_down_then_back(client, mariadb):
     _, body = await client.post(ME, token=access)
     assert body["data"]["me"]["email"] == email
     assert (await client.login(email))["status"] == 200
+
+
+async def test_pool_recovers_every_idle_connection_after_a_restart(io_loop, mariadb, settings):
+    """Idle pooled connections all die with the server; the first query after the
+    restart must not fail on one of them (the pool is cleared and the query retried)."""
+    pool = await MySQLPool.open(mysql_config(settings.model_copy(update={"db_pool_max": 4})))
+    try:
+        await mysql_migrate(pool)
+
+        async def slow_query() -> None:
+            await pool.execute("SELECT SLEEP(0.2)")
+
+        await asyncio.gather(*(slow_query() for _ in range(4)))  # four idle connections now
+        mariadb.stop()
+        mariadb.start()
+        for _ in range(6):
+            assert await pool.fetchone("SELECT 1") == (1,)
+    finally:
+        await pool.close()
