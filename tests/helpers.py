@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
+
+from authsvc.stores import sqlite
 
 REGISTER = """mutation Register($email: String!, $password: String!) {
   register(email: $email, password: $password) { status errors { path message } payload }
@@ -76,3 +79,10 @@ def unauthorized(body: dict[str, Any], field: str) -> bool:
         and body["errors"][0]["path"] == [field]
         and body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}
     )
+
+
+def open_migrated_sqlite(io_loop: Any, path: Path) -> sqlite.SQLiteDatabase:
+    """An embedded database file with the current schema (fixtures are sync)."""
+    db = io_loop.run_sync(lambda: sqlite.SQLiteDatabase.open(str(path), 3.0))
+    io_loop.run_sync(lambda: sqlite.migrate(db))
+    return db

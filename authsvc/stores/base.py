@@ -4,6 +4,7 @@ Error tree (adapters translate their library's errors into these, ``raise … fr
 
     StoreError
     ├── StoreUnavailable   the server cannot be reached or did not answer in time
+    ├── UniqueViolation    a unique index refused a row (SQL adapters, internal)
     └── DuplicateEmail     a user with that (lower-cased) email exists already
 """
 
@@ -20,6 +21,10 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The backing server is down, unreachable or too slow; the call may be retried."""
+
+
+class UniqueViolation(StoreError):
+    """A unique index refused a row; SQL wrappers raise it for their driver's error."""
 
 
 class DuplicateEmail(StoreError):

@@ -12,8 +12,9 @@ from typing import Any
 import aiomysql
 import pymysql
 
-from authsvc.stores.base import DuplicateEmail, StoreUnavailable, User
+from authsvc.stores.base import StoreUnavailable, UniqueViolation
 from authsvc.stores.migrations import Migration, pending
+from authsvc.stores.sql import SQLUserStore
 
 ER_DUP_ENTRY = 1062
 #: Errors of a connection that was fine when pooled but whose server went away since
@@ -26,16 +27,6 @@ _UNAVAILABLE = (
     OSError,
     pymysql.err.OperationalError,
     pymysql.err.InterfaceError,
-)
-
-_SELECT_USER = (
-    "SELECT id, email, password_hash, confirmed, disabled, created_at, updated_at FROM users"
-)
-_USER_BY_ID = _SELECT_USER + " WHERE id = %s"
-_USER_BY_EMAIL = _SELECT_USER + " WHERE email = %s"
-_INSERT_USER = (
-    "INSERT INTO users (id, email, password_hash, confirmed, disabled, created_at, updated_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -91,7 +82,12 @@ class MySQLPool:
         return row
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
-        await self._run(sql, args, fetch=False)
+        try:
+            await self._run(sql, args, fetch=False)
+        except pymysql.err.IntegrityError as exc:
+            if exc.args[0] == ER_DUP_ENTRY:
+                raise UniqueViolation(str(exc.args[1])) from exc
+            raise
 
     async def _run(self, sql: str, args: Sequence[Any], *, fetch: bool) -> Any:
         for attempt in (1, 2):
@@ -125,39 +121,18 @@ class MySQLPool:
             raise StoreUnavailable(f"MySQL/MariaDB unavailable: {type(exc).__name__}") from exc
 
 
-class MySQLUserStore:
-    def __init__(self, db: MySQLPool) -> None:
-        self._db = db
+class MySQLUserStore(SQLUserStore):
+    placeholder = "%s"
 
-    async def get(self, user_id: str) -> User | None:
-        return _user(await self._db.fetchone(_USER_BY_ID, (user_id,)))
+    @staticmethod
+    def encode_time(moment: datetime) -> datetime:
+        """DATETIME columns hold UTC without a zone."""
+        return moment.astimezone(UTC).replace(tzinfo=None)
 
-    async def get_by_email(self, email: str) -> User | None:
-        return _user(await self._db.fetchone(_USER_BY_EMAIL, (email,)))
-
-    async def create(self, user: User) -> None:
-        try:
-            await self._db.execute(
-                _INSERT_USER,
-                (
-                    user.id,
-                    user.email,
-                    user.password_hash,
-                    user.confirmed,
-                    user.disabled,
-                    _naive_utc(user.created_at),
-                    _naive_utc(user.updated_at),
-                ),
-            )
-        except pymysql.err.IntegrityError as exc:
-            if exc.args[0] != ER_DUP_ENTRY:
-                raise
-            # A retried insert whose first try committed before the connection dropped
-            # finds its own row: that is success, not a duplicate.
-            existing = await self.get_by_email(user.email)
-            if existing is not None and existing.id == user.id:
-                return
-            raise DuplicateEmail(user.email) from exc
+    @staticmethod
+    def decode_time(value: Any) -> datetime:
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
 
 
 async def migrate(db: MySQLPool) -> list[Migration]:
@@ -208,22 +183,3 @@ async def _has_migrations_table(cur: aiomysql.Cursor) -> bool:
     )
     row = await cur.fetchone()
     return bool(row[0])
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    """DATETIME columns hold UTC without a zone."""
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _user(row: tuple[Any, ...] | None) -> User | None:
-    if row is None:
-        return None
-    return User(
-        id=row[0],
-        email=row[1],
-        password_hash=row[2],
-        confirmed=bool(row[3]),
-        disabled=bool(row[4]),
-        created_at=row[5].replace(tzinfo=UTC),
-        updated_at=row[6].replace(tzinfo=UTC),
-    )

@@ -18,18 +18,10 @@ from typing import Any
 
 import aiosqlite
 
-from authsvc.stores.base import DuplicateEmail, Session, StoreUnavailable, User
+from authsvc.stores.base import Session, StoreUnavailable, UniqueViolation
 from authsvc.stores.migrations import Migration, pending
+from authsvc.stores.sql import SQLUserStore
 
-_SELECT_USER = (
-    "SELECT id, email, password_hash, confirmed, disabled, created_at, updated_at FROM users"
-)
-_USER_BY_ID = _SELECT_USER + " WHERE id = ?"
-_USER_BY_EMAIL = _SELECT_USER + " WHERE email = ?"
-_INSERT_USER = (
-    "INSERT INTO users (id, email, password_hash, confirmed, disabled, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
 _SESSION_BY_ID = (
     "SELECT id, user_id, refresh_jti_hash, created_at, last_used_at, expires_at, user_agent, ip"
     " FROM sessions WHERE id = ? AND user_id = ? AND expires_at > ?"
@@ -77,39 +69,26 @@ class SQLiteDatabase:
         try:
             async with asyncio.timeout(self._timeout_s):
                 yield
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError as exc:
+            if str(exc).startswith("UNIQUE constraint failed"):
+                raise UniqueViolation(str(exc)) from exc
             raise
         except (TimeoutError, sqlite3.OperationalError, ValueError) as exc:
             # OperationalError: locked, disk full, unreadable; ValueError: closed.
             raise StoreUnavailable(f"SQLite unavailable: {exc}") from exc
 
 
-class SQLiteUserStore:
-    def __init__(self, db: SQLiteDatabase) -> None:
-        self._db = db
+class SQLiteUserStore(SQLUserStore):
+    placeholder = "?"
 
-    async def get(self, user_id: str) -> User | None:
-        return _user(await self._db.fetchone(_USER_BY_ID, (user_id,)))
+    @staticmethod
+    def encode_time(moment: datetime) -> int:
+        return _ms(moment)
 
-    async def get_by_email(self, email: str) -> User | None:
-        return _user(await self._db.fetchone(_USER_BY_EMAIL, (email,)))
-
-    async def create(self, user: User) -> None:
-        try:
-            await self._db.execute(
-                _INSERT_USER,
-                (
-                    user.id,
-                    user.email,
-                    user.password_hash,
-                    int(user.confirmed),
-                    int(user.disabled),
-                    _ms(user.created_at),
-                    _ms(user.updated_at),
-                ),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateEmail(user.email) from exc
+    @staticmethod
+    def decode_time(value: Any) -> datetime:
+        assert isinstance(value, int)
+        return _datetime(value)
 
 
 class SQLiteSessionStore:
@@ -203,17 +182,3 @@ def _ms(moment: datetime) -> int:
 
 def _datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _user(row: sqlite3.Row | None) -> User | None:
-    if row is None:
-        return None
-    return User(
-        id=row[0],
-        email=row[1],
-        password_hash=row[2],
-        confirmed=bool(row[3]),
-        disabled=bool(row[4]),
-        created_at=_datetime(row[5]),
-        updated_at=_datetime(row[6]),
-    )

@@ -9,6 +9,7 @@ from authsvc.core.clock import utc_now
 from authsvc.core.errors import InvalidInput
 from authsvc.core.passwords import PasswordHasher
 from authsvc.stores import sqlite
+from tests.helpers import open_migrated_sqlite
 
 
 class CountingHasher(PasswordHasher):
@@ -25,8 +26,7 @@ class CountingHasher(PasswordHasher):
 
 @pytest.fixture
 def store(io_loop, tmp_path):
-    db = io_loop.run_sync(lambda: sqlite.SQLiteDatabase.open(str(tmp_path / "a.db"), 3.0))
-    io_loop.run_sync(lambda: sqlite.migrate(db))
+    db = open_migrated_sqlite(io_loop, tmp_path / "a.db")
     yield sqlite.SQLiteUserStore(db)
     io_loop.run_sync(db.close)
 

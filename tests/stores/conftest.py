@@ -8,6 +8,7 @@ from authsvc.services import mysql_config
 from authsvc.stores import mysql, sqlite
 from authsvc.stores.redis import RedisSessionStore
 from tests.conftest import settings_for
+from tests.helpers import open_migrated_sqlite
 
 
 @pytest.fixture(params=["mysql", "sqlite"])
@@ -19,8 +20,7 @@ def user_store(request, io_loop, mysql_server, redis_server, tmp_path):
         yield mysql.MySQLUserStore(pool)
         io_loop.run_sync(pool.close)
     else:
-        db = io_loop.run_sync(lambda: sqlite.SQLiteDatabase.open(str(tmp_path / "u.db"), 3.0))
-        io_loop.run_sync(lambda: sqlite.migrate(db))
+        db = open_migrated_sqlite(io_loop, tmp_path / "u.db")
         yield sqlite.SQLiteUserStore(db)
         io_loop.run_sync(db.close)
 
@@ -34,7 +34,6 @@ def session_store(request, io_loop, redis_server, tmp_path):
         yield store
         io_loop.run_sync(store.close)
     else:
-        db = io_loop.run_sync(lambda: sqlite.SQLiteDatabase.open(str(tmp_path / "s.db"), 3.0))
-        io_loop.run_sync(lambda: sqlite.migrate(db))
+        db = open_migrated_sqlite(io_loop, tmp_path / "s.db")
         yield sqlite.SQLiteSessionStore(db)
         io_loop.run_sync(db.close)

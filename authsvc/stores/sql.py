@@ -1,0 +1,82 @@
+"""The users table as the SQL adapters (MySQL/MariaDB, SQLite) share it.
+
+The table, its queries and the row mapping are the same; a subclass names its driver's
+parameter marker and how its columns hold a moment in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from authsvc.stores.base import DuplicateEmail, UniqueViolation, User
+
+_COLUMNS = "id, email, password_hash, confirmed, disabled, created_at, updated_at"
+
+
+class SQLDatabase(Protocol):
+    """What the users table needs of a connection wrapper. Both methods raise
+    StoreUnavailable; ``execute`` raises UniqueViolation for a unique index."""
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Any] | None: ...
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
+
+
+class SQLUserStore:
+    placeholder: ClassVar[str]
+
+    def __init__(self, db: SQLDatabase) -> None:
+        self._db = db
+        marks = ", ".join([self.placeholder] * 7)
+        self._by_id = f"SELECT {_COLUMNS} FROM users WHERE id = {self.placeholder}"  # noqa: S608
+        self._by_email = f"SELECT {_COLUMNS} FROM users WHERE email = {self.placeholder}"  # noqa: S608
+        self._insert = f"INSERT INTO users ({_COLUMNS}) VALUES ({marks})"  # noqa: S608
+
+    @staticmethod
+    def encode_time(moment: datetime) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def decode_time(value: Any) -> datetime:
+        raise NotImplementedError
+
+    async def get(self, user_id: str) -> User | None:
+        return self._user(await self._db.fetchone(self._by_id, (user_id,)))
+
+    async def get_by_email(self, email: str) -> User | None:
+        return self._user(await self._db.fetchone(self._by_email, (email,)))
+
+    async def create(self, user: User) -> None:
+        values = (
+            user.id,
+            user.email,
+            user.password_hash,
+            user.confirmed,
+            user.disabled,
+            self.encode_time(user.created_at),
+            self.encode_time(user.updated_at),
+        )
+        try:
+            await self._db.execute(self._insert, values)
+        except UniqueViolation as exc:
+            # An insert retried after its connection dropped may find the row its first
+            # try committed: that is success, not a duplicate.
+            existing = await self.get_by_email(user.email)
+            if existing is not None and existing.id == user.id:
+                return
+            raise DuplicateEmail(user.email) from exc
+
+    def _user(self, row: Sequence[Any] | None) -> User | None:
+        if row is None:
+            return None
+        return User(
+            id=row[0],
+            email=row[1],
+            password_hash=row[2],
+            confirmed=bool(row[3]),
+            disabled=bool(row[4]),
+            created_at=self.decode_time(row[5]),
+            updated_at=self.decode_time(row[6]),
+        )
