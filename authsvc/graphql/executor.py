@@ -10,8 +10,10 @@ from typing import Any
 from graphql import (
     DocumentNode,
     ExecutionResult,
+    FieldNode,
     GraphQLError,
     GraphQLSchema,
+    OperationDefinitionNode,
     OperationType,
     execute,
     get_operation_ast,
@@ -132,8 +134,8 @@ def _is_syntax_error(errors: list[GraphQLError]) -> bool:
     return any(error.message.startswith("Syntax Error") for error in errors)
 
 
-def _root_fields(operation: Any) -> str:
+def _root_fields(operation: OperationDefinitionNode | None) -> str:
     if operation is None:
         return ""
-    names = [getattr(sel, "name", None) for sel in operation.selection_set.selections]
-    return "+".join(n.value for n in names if n is not None)
+    selections = operation.selection_set.selections
+    return "+".join(sel.name.value for sel in selections if isinstance(sel, FieldNode))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -14,6 +15,8 @@ from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.context import RequestContext
 from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
 from authsvc.services import Services
+
+error_log = logging.getLogger("authsvc.errors")
 
 #: A client's X-Request-ID is kept only if it is short and plain, so logs stay clean.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -44,6 +47,18 @@ class JSONHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(body, separators=(",", ":")))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Tornado's default names the full URI (a query string may hold a document
+        with credentials); ours names the request id and path only."""
+        if isinstance(value, tornado.web.HTTPError):
+            return  # an answer we chose, already in the access line
+        error_log.error(
+            "uncaught exception request_id=%s path=%s",
+            self.request_id,
+            self.request.path,
+            exc_info=(typ, value, tb),
+        )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.outcome = f"http_{status_code}"
