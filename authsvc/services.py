@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from authsvc.core.accounts import AccountService
 from authsvc.core.clock import Clock, utc_now
 from authsvc.core.passwords import PasswordHasher
-from authsvc.core.sessions import SessionService
+from authsvc.core.sessions import SessionPolicy, SessionService
 from authsvc.core.tokens import TokenCodec, TokenType
+from authsvc.core.validation import PasswordPolicy
 from authsvc.settings import Settings
 from authsvc.stores import mysql, sqlite
 from authsvc.stores.base import SessionStore, UserStore
@@ -85,9 +86,13 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
     closers.insert(0, close_hasher)
     accounts = AccountService(
         users,
+        sessions,
         hasher,
         clock,
-        password_min_length=settings.password_min_length,
+        policy=PasswordPolicy(
+            min_length=settings.password_min_length,
+            reject_common=settings.password_reject_common,
+        ),
         email_confirmation=settings.email_confirmation,
     )
     tokens = TokenCodec(
@@ -101,7 +106,18 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
     )
     return Services(
         accounts=accounts,
-        sessions=SessionService(accounts, users, sessions, tokens, clock),
+        sessions=SessionService(
+            accounts,
+            users,
+            sessions,
+            tokens,
+            clock,
+            SessionPolicy(
+                rotation_required=settings.refresh_rotation == "required",
+                reuse_grace_s=settings.refresh_reuse_grace_s,
+                idle_timeout_s=settings.session_idle_timeout_s,
+            ),
+        ),
         closers=closers,
     )
 

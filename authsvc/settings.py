@@ -83,10 +83,21 @@ class Settings(BaseSettings):
     jwt_audience: str = "authsvc"
     jwt_leeway_s: int = Field(0, ge=0, le=30)
 
+    # --- sessions ------------------------------------------------------------------------
+    #: optional: the Node service's non-rotating `refresh` works beside `renew`;
+    #: required: only `renew`, and `refresh` answers an error naming it.
+    refresh_rotation: Literal["optional", "required"] = "optional"
+    #: How long after a renewal its parent token may be retried (lost response, parallel
+    #: tabs) without counting as reuse.
+    refresh_reuse_grace_s: float = Field(10.0, ge=0, le=300)
+    #: A session unused this long ends (0: only the absolute JWT_REFRESH_AGE_S applies).
+    session_idle_timeout_s: int = Field(0, ge=0)
+
     # --- accounts and passwords --------------------------------------------------------
     bcrypt_rounds: int = Field(12, ge=4, le=31)
     hash_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
-    password_min_length: int = Field(7, ge=1, le=72)
+    password_min_length: int = Field(8, ge=1, le=72)
+    password_reject_common: bool = True
     email_confirmation: bool = False
 
     # --- HTTP ------------------------------------------------------------------------

@@ -1,36 +1,38 @@
-"""Accounts: registration and credential checks."""
+"""Accounts: registration, credential checks, password changes, disabling."""
 
 from __future__ import annotations
 
 import uuid
 
 from authsvc.core.clock import Clock
-from authsvc.core.errors import FieldError, InvalidInput, invalid_login
+from authsvc.core.errors import FieldError, InvalidInput, UnknownUser, invalid_login
 from authsvc.core.passwords import PasswordHasher
-from authsvc.core.validation import email_errors, normalize_email, password_errors
-from authsvc.stores.base import DuplicateEmail, User, UserStore
+from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
+from authsvc.stores.base import DuplicateEmail, SessionStore, User, UserStore
 
 
 class AccountService:
     def __init__(
         self,
         users: UserStore,
+        sessions: SessionStore,
         hasher: PasswordHasher,
         clock: Clock,
         *,
-        password_min_length: int,
+        policy: PasswordPolicy,
         email_confirmation: bool,
     ) -> None:
         self._users = users
+        self._sessions = sessions
         self._hasher = hasher
         self._clock = clock
-        self._password_min_length = password_min_length
+        self._policy = policy
         self._email_confirmation = email_confirmation
 
     async def register(self, email: str, password: str) -> User:
         """Create an account. Raises InvalidInput with every field error, or
         "already taken" when the email exists (also when a concurrent call won)."""
-        errors = email_errors(email) + password_errors(password, self._password_min_length)
+        errors = email_errors(email) + self._policy.errors(password, email)
         if errors:
             raise InvalidInput(errors)
         email = normalize_email(email)
@@ -59,6 +61,7 @@ class AccountService:
 
         Raises the one "invalid login" InvalidInput for an unknown email, a wrong
         password, a disabled or an unconfirmed account, after the same hash work.
+        A hash of fewer rounds than configured is replaced on success.
         """
         user = await self._users.get_by_email(normalize_email(email))
         if user is None:
@@ -70,6 +73,35 @@ class AccountService:
             raise invalid_login()
         if user.disabled or (self._email_confirmation and not user.confirmed):
             raise invalid_login()
+        if self._hasher.needs_rehash(user.password_hash):
+            new_hash = await self._hasher.hash(password)
+            await self._users.set_password_hash(user.id, new_hash, self._clock())
+        return user
+
+    async def change_password(
+        self, user: User, current_password: str, new_password: str, keep_session: str
+    ) -> None:
+        """Replace the password and end every session but ``keep_session``.
+        Raises InvalidInput when the current password is wrong or the new one breaks a
+        rule."""
+        if not await self._hasher.verify(current_password, user.password_hash):
+            raise InvalidInput([FieldError("currentPassword", "invalid password")])
+        errors = self._policy.errors(new_password, user.email, path="newPassword")
+        if errors:
+            raise InvalidInput(errors)
+        new_hash = await self._hasher.hash(new_password)
+        await self._users.set_password_hash(user.id, new_hash, self._clock())
+        await self._sessions.delete_all_for_user(user.id, keep=keep_session)
+
+    async def set_disabled(self, email: str, disabled: bool) -> User:
+        """Disable (ending every session at once) or enable an account.
+        Raises UnknownUser."""
+        user = await self._users.get_by_email(normalize_email(email))
+        if user is None:
+            raise UnknownUser(email)
+        await self._users.set_disabled(user.id, disabled, self._clock())
+        if disabled:
+            await self._sessions.delete_all_for_user(user.id)
         return user
 
 

@@ -4,8 +4,10 @@ graphql-core copies an exception's ``extensions`` onto the GraphQL error it wrap
 resolver that lets one of these escape answers ``extensions.code`` with no try/except.
 
     DomainError
-    ├── Unauthorized    no valid token for the operation       UNAUTHENTICATED
-    └── InvalidInput    field errors (register, login)         BAD_USER_INPUT
+    ├── Unauthorized       no valid token for the operation       UNAUTHENTICATED
+    ├── RotationRequired   `refresh` is off: the server rotates   ROTATION_REQUIRED
+    ├── UnknownUser        no account with that email (admin)     NOT_FOUND
+    └── InvalidInput       field errors (register, login, …)      BAD_USER_INPUT
 """
 
 from __future__ import annotations
@@ -33,6 +35,22 @@ class Unauthorized(DomainError):
 
     def __init__(self) -> None:
         super().__init__("Unauthorized")
+
+
+class RotationRequired(DomainError):
+    """REFRESH_ROTATION=required: the non-rotating ``refresh`` is refused."""
+
+    code = "ROTATION_REQUIRED"
+
+    def __init__(self) -> None:
+        super().__init__("refresh is disabled on this server: use renew")
+
+
+class UnknownUser(DomainError):
+    code = "NOT_FOUND"
+
+    def __init__(self, email: str) -> None:
+        super().__init__(f"no user with email {email!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,14 @@ class PasswordHasher:
         except ValueError:  # a malformed stored hash matches nothing
             return False
 
+    def needs_rehash(self, hashed: str) -> bool:
+        """Whether ``hashed`` was made with fewer rounds than configured now
+        (``$2b$12$…``: the cost is the third field)."""
+        try:
+            return int(hashed.split("$")[2]) < self.rounds
+        except (IndexError, ValueError):
+            return False
+
     async def burn(self) -> None:
         """Spend the work of one verification: login for an unknown email must cost the
         same as a wrong password, or response times would tell which emails exist."""

@@ -1,25 +1,30 @@
-"""Sessions: login, refresh, logout, and the user behind an access token.
+"""Sessions: login, refresh and renewal, logout, and what an access token may do.
 
-A login creates a session in the SessionStore; the refresh token names it (``sid``) and
-the store keeps a hash of the token's ``jti``, never the token. Deleting the session
-kills every refresh token of it for good.
+A login creates a session in the SessionStore; its refresh token names it (``sid``) and
+the store keeps hashes of token jtis, never tokens. ``renew`` rotates the refresh token:
+the presented one is spent, and presenting a spent one again revokes the whole session
+(the family), except a retry with the immediate parent within the grace window.
+Access tokens name their session too, and operations that take one check it is alive.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from authsvc.core.accounts import AccountService
 from authsvc.core.clock import Clock
-from authsvc.core.errors import Unauthorized
-from authsvc.core.tokens import TokenCodec
-from authsvc.stores.base import Session, SessionStore, User, UserStore
+from authsvc.core.errors import RotationRequired, Unauthorized
+from authsvc.core.tokens import Claims, TokenCodec
+from authsvc.stores.base import RefreshUse, Session, SessionStore, User, UserStore
 
 #: Client details kept on a session are for people reading them, so they are capped.
 MAX_USER_AGENT_CHARS = 256
+
+security_log = logging.getLogger("authsvc.security")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +37,42 @@ class ClientInfo:
 class TokenPair:
     access_token: str
     refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    rotation_required: bool
+    reuse_grace_s: float
+    idle_timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who an access token speaks for, its session checked alive."""
+
+    user: User
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    session: Session
+    current: bool
 
 
 def jti_hash(jti: str) -> str:
     """What the store keeps of a refresh token: a leaked store yields no usable token."""
     return hashlib.sha256(jti.encode()).hexdigest()
+
+
+def child_jti(parent_jti: str) -> str:
+    """The jti that renewing ``parent_jti`` yields. Derived, not random, so that a retry
+    with the parent inside the grace window (a lost response, 50 parallel renewals) gets
+    a token for the same current jti: one live lineage. Tokens are signed, so knowing
+    the jti gives no one a token."""
+    return hashlib.sha256(b"authsvc-renew:" + parent_jti.encode()).hexdigest()[:32]
 
 
 class SessionService:
@@ -47,12 +83,14 @@ class SessionService:
         sessions: SessionStore,
         tokens: TokenCodec,
         clock: Clock,
+        policy: SessionPolicy,
     ) -> None:
         self._accounts = accounts
         self._users = users
         self._sessions = sessions
         self._tokens = tokens
         self._clock = clock
+        self._policy = policy
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         """Check the credentials and start a session. Raises InvalidInput ("invalid
@@ -73,23 +111,26 @@ class SessionService:
                 ip=client.ip,
             )
         )
-        return TokenPair(
-            access_token=self._tokens.issue(self._tokens.access, user.id, session_id),
-            refresh_token=self._tokens.issue(
-                self._tokens.refresh, user.id, session_id, refresh_jti
-            ),
-        )
+        return self._pair(user.id, session_id, refresh_jti)
 
     async def refresh(self, refresh_token: str) -> str:
-        """A new access token for a live session. Needs the session store only, so it
-        keeps working while the users database is down. Raises Unauthorized."""
+        """A new access token; the refresh token stays as it is (the Node service's
+        flow). Needs the session store only, so it keeps working while the users
+        database is down. Raises Unauthorized, or RotationRequired when the server
+        only rotates."""
+        if self._policy.rotation_required:
+            raise RotationRequired()
         claims = self._tokens.verify(self._tokens.refresh, refresh_token)
-        alive = await self._sessions.touch(
-            claims.sub, claims.sid, jti_hash(claims.jti), self._clock()
-        )
-        if not alive:
-            raise Unauthorized()
+        await self._use(claims, rotate_to=None)
         return self._tokens.issue(self._tokens.access, claims.sub, claims.sid)
+
+    async def renew(self, refresh_token: str) -> TokenPair:
+        """A new access and refresh token; the presented refresh token is spent.
+        Raises Unauthorized, also for a spent token, whose session is then revoked."""
+        claims = self._tokens.verify(self._tokens.refresh, refresh_token)
+        child = child_jti(claims.jti)
+        await self._use(claims, rotate_to=jti_hash(child))
+        return self._pair(claims.sub, claims.sid, child)
 
     async def logout(self, refresh_token: str) -> None:
         """End the session of ``refresh_token``. Of concurrent logouts of one session
@@ -98,11 +139,69 @@ class SessionService:
         if not await self._sessions.delete(claims.sub, claims.sid):
             raise Unauthorized()
 
-    async def user_for_access_token(self, access_token: str) -> User:
-        """The user an access token was issued to. Raises Unauthorized if the token is
-        invalid or the account is gone or disabled."""
+    async def authenticate(self, access_token: str) -> Caller:
+        """The caller of a valid access token whose session is alive and whose account
+        is neither gone nor disabled. Raises Unauthorized."""
         claims = self._tokens.verify(self._tokens.access, access_token)
+        if await self._sessions.get(claims.sub, claims.sid) is None:
+            raise Unauthorized()  # logged out, revoked or expired: the online check
         user = await self._users.get(claims.sub)
         if user is None or user.disabled:
             raise Unauthorized()
-        return user
+        return Caller(user=user, session_id=claims.sid)
+
+    async def user_for_access_token(self, access_token: str) -> User:
+        return (await self.authenticate(access_token)).user
+
+    async def list_sessions(self, access_token: str) -> list[SessionView]:
+        caller = await self.authenticate(access_token)
+        sessions = await self._sessions.list_for_user(caller.user.id)
+        return [SessionView(s, current=s.id == caller.session_id) for s in sessions]
+
+    async def revoke_session(self, access_token: str, session_id: str) -> bool:
+        """End one of the caller's own sessions; False if the caller has no such one."""
+        caller = await self.authenticate(access_token)
+        return await self._sessions.delete(caller.user.id, session_id)
+
+    async def logout_all(self, access_token: str) -> int:
+        """End every session of the caller, the current one included."""
+        caller = await self.authenticate(access_token)
+        return await self._sessions.delete_all_for_user(caller.user.id)
+
+    async def change_password(
+        self, access_token: str, current_password: str, new_password: str
+    ) -> None:
+        """Change the caller's password; every other session of theirs ends."""
+        caller = await self.authenticate(access_token)
+        await self._accounts.change_password(
+            caller.user, current_password, new_password, keep_session=caller.session_id
+        )
+
+    async def _use(self, claims: Claims, rotate_to: str | None) -> None:
+        outcome = await self._sessions.use_refresh(
+            claims.sub,
+            claims.sid,
+            jti_hash(claims.jti),
+            rotate_to=rotate_to,
+            now=self._clock(),
+            grace_s=self._policy.reuse_grace_s,
+            idle_timeout_s=self._policy.idle_timeout_s,
+        )
+        if outcome is RefreshUse.REUSED:
+            security_log.warning(
+                "event=refresh_reuse_detected user_id=%s session_id=%s: a spent refresh "
+                "token was presented; the session is revoked",
+                claims.sub,
+                claims.sid,
+            )
+        if outcome in (RefreshUse.REUSED, RefreshUse.MISSING):
+            raise Unauthorized()
+
+    def _pair(self, user_id: str, session_id: str, refresh_jti: str) -> TokenPair:
+        return TokenPair(
+            access_token=self._tokens.issue(self._tokens.access, user_id, session_id),
+            refresh_token=self._tokens.issue(
+                self._tokens.refresh, user_id, session_id, refresh_jti
+            ),
+            expires_in=self._tokens.access.lifetime_s,
+        )

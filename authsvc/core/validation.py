@@ -1,6 +1,16 @@
-"""Input rules for emails and passwords, with the Node service's (Yup's) messages."""
+"""Input rules for emails and passwords, with the Node service's (Yup's) messages.
+
+The password rules follow NIST SP 800-63B §5.1.1.2 and OWASP ASVS V2.1: a minimum
+length, long passphrases allowed (up to bcrypt's 72 bytes), no composition rules, and
+no password from a list of common ones or equal to the account's email.
+"""
 
 from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -25,13 +35,28 @@ def email_errors(email: str) -> list[FieldError]:
     return []
 
 
-def password_errors(password: str, min_length: int) -> list[FieldError]:
-    if not password:
-        return [FieldError("password", "password is a required field")]
-    if len(password) < min_length:
-        return [FieldError("password", f"password must be at least {min_length} characters")]
-    if len(password.encode()) > BCRYPT_MAX_PASSWORD_BYTES:
-        return [
-            FieldError("password", f"password must be at most {BCRYPT_MAX_PASSWORD_BYTES} bytes")
-        ]
-    return []
+@cache
+def common_passwords() -> frozenset[str]:
+    """The 19,640 most common passwords (shipped with the package, see its NOTICE)."""
+    data = (files("authsvc.core") / "data" / "common-passwords.txt.gz").read_bytes()
+    return frozenset(gzip.decompress(data).decode().splitlines())
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordPolicy:
+    min_length: int
+    reject_common: bool = True
+
+    def errors(self, password: str, email: str = "", path: str = "password") -> list[FieldError]:
+        """Every rule ``password`` breaks, as field errors on ``path``."""
+        if not password:
+            return [FieldError(path, f"{path} is a required field")]
+        if len(password) < self.min_length:
+            return [FieldError(path, f"{path} must be at least {self.min_length} characters")]
+        if len(password.encode()) > BCRYPT_MAX_PASSWORD_BYTES:
+            return [FieldError(path, f"{path} must be at most {BCRYPT_MAX_PASSWORD_BYTES} bytes")]
+        if email and password.strip().lower() == normalize_email(email):
+            return [FieldError(path, f"{path} must not be the email address")]
+        if self.reject_common and password.lower() in common_passwords():
+            return [FieldError(path, f"{path} is too common")]
+        return []

@@ -8,6 +8,7 @@ from typing import Any
 from graphql import GraphQLResolveInfo
 
 from authsvc.core.errors import InvalidInput
+from authsvc.core.sessions import TokenPair
 from authsvc.graphql.context import RequestContext
 from authsvc.graphql.schema import Resolver, serialize_datetime
 from authsvc.stores.base import User
@@ -21,6 +22,15 @@ def _ctx(info: Info) -> RequestContext:
 
 def mutation_response(status: int, payload: str | None = None) -> dict[str, Any]:
     return {"status": status, "errors": [], "payload": payload}
+
+
+def token_pair(pair: TokenPair) -> dict[str, Any]:
+    return {
+        "accessToken": pair.access_token,
+        "refreshToken": pair.refresh_token,
+        "expiresIn": pair.expires_in,
+        "tokenType": pair.token_type,
+    }
 
 
 def refused(exc: InvalidInput) -> dict[str, Any]:
@@ -64,7 +74,9 @@ async def resolve_login(_root: None, info: Info, email: str, password: str) -> d
     except InvalidInput as exc:
         return refused(exc)
     payload = {"access_token": pair.access_token, "refresh_token": pair.refresh_token}
-    return mutation_response(200, json.dumps(payload))
+    response = mutation_response(200, json.dumps(payload))
+    response["tokens"] = token_pair(pair)
+    return response
 
 
 async def resolve_refresh(_root: None, info: Info) -> str:
@@ -78,12 +90,62 @@ async def resolve_logout(_root: None, info: Info) -> bool:
     return True
 
 
+async def resolve_renew(_root: None, info: Info) -> dict[str, Any]:
+    ctx = _ctx(info)
+    return token_pair(await ctx.services.sessions.renew(ctx.bearer_token()))
+
+
+async def resolve_sessions(_root: None, info: Info) -> list[dict[str, Any]]:
+    ctx = _ctx(info)
+    views = await ctx.services.sessions.list_sessions(ctx.bearer_token())
+    return [
+        {
+            "id": view.session.id,
+            "createdAt": view.session.created_at,
+            "lastUsedAt": view.session.last_used_at,
+            "expiresAt": view.session.expires_at,
+            "userAgent": view.session.user_agent,
+            "ip": view.session.ip,
+            "current": view.current,
+        }
+        for view in views
+    ]
+
+
+async def resolve_logout_all(_root: None, info: Info) -> bool:
+    ctx = _ctx(info)
+    await ctx.services.sessions.logout_all(ctx.bearer_token())
+    return True
+
+
+async def resolve_revoke_session(_root: None, info: Info, id: str) -> bool:
+    ctx = _ctx(info)
+    return await ctx.services.sessions.revoke_session(ctx.bearer_token(), id)
+
+
+async def resolve_change_password(
+    _root: None, info: Info, currentPassword: str, newPassword: str
+) -> dict[str, Any]:
+    ctx = _ctx(info)
+    try:
+        await ctx.services.sessions.change_password(
+            ctx.bearer_token(), currentPassword, newPassword
+        )
+    except InvalidInput as exc:
+        return refused(exc)
+    return mutation_response(200)
+
+
 RESOLVERS: dict[str, dict[str, Resolver]] = {
-    "Query": {"me": resolve_me},
+    "Query": {"me": resolve_me, "sessions": resolve_sessions},
     "Mutation": {
         "register": resolve_register,
         "login": resolve_login,
         "refresh": resolve_refresh,
         "logout": resolve_logout,
+        "renew": resolve_renew,
+        "logoutAll": resolve_logout_all,
+        "revokeSession": resolve_revoke_session,
+        "changePassword": resolve_change_password,
     },
 }

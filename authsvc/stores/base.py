@@ -10,6 +10,7 @@ Error tree (adapters translate their library's errors into these, ``raise … fr
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -44,7 +45,8 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A login. The refresh token itself is never stored, only a hash of its jti."""
+    """A login. The refresh tokens themselves are never stored, only hashes of their jti:
+    the current one and, after a rotation, its immediate parent (for the grace retry)."""
 
     id: str
     user_id: str
@@ -54,6 +56,17 @@ class Session:
     expires_at: datetime
     user_agent: str = ""
     ip: str = ""
+    parent_jti_hash: str = ""
+    rotated_at: datetime | None = None
+
+
+class RefreshUse(enum.Enum):
+    """What presenting a refresh token to ``SessionStore.use_refresh`` came to."""
+
+    CURRENT = "current"  # the session's current token: accepted (and rotated if asked)
+    GRACE = "grace"  # the immediate parent, within the grace window: accepted as is
+    REUSED = "reused"  # a spent token: the whole session has been revoked
+    MISSING = "missing"  # no live session: never was, expired, idle too long, or revoked
 
 
 class UserStore(Protocol):
@@ -66,6 +79,12 @@ class UserStore(Protocol):
     async def create(self, user: User) -> None:
         """Insert ``user``. Raises DuplicateEmail if the email is taken."""
 
+    async def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> bool:
+        """Replace the user's hash; False if there is no such user."""
+
+    async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
+        """Disable or enable the user; False if there is no such user."""
+
 
 class SessionStore(Protocol):
     async def create(self, session: Session) -> None:
@@ -74,13 +93,31 @@ class SessionStore(Protocol):
     async def get(self, user_id: str, session_id: str) -> Session | None:
         """The live session, or None if it never existed, expired or was deleted."""
 
-    async def touch(
-        self, user_id: str, session_id: str, refresh_jti_hash: str, now: datetime
-    ) -> bool:
-        """Atomically: if the session lives and holds that jti hash, set last_used_at.
+    async def use_refresh(
+        self,
+        user_id: str,
+        session_id: str,
+        presented_jti_hash: str,
+        *,
+        rotate_to: str | None,
+        now: datetime,
+        grace_s: float,
+        idle_timeout_s: float,
+    ) -> RefreshUse:
+        """Atomically judge a presented refresh token against its session.
 
-        Returns whether it did; False means the refresh token is no longer valid.
+        The current token is accepted; with ``rotate_to`` it becomes the parent and
+        ``rotate_to`` the current one. The parent is accepted (and nothing changes) up to
+        ``grace_s`` after the rotation. Any other token of the session is a reuse: the
+        session is deleted. A session unused for over ``idle_timeout_s`` (0: no limit) is
+        deleted and MISSING. Every accepted use sets last_used_at to ``now``.
         """
+
+    async def list_for_user(self, user_id: str) -> list[Session]:
+        """The user's live sessions, oldest first."""
 
     async def delete(self, user_id: str, session_id: str) -> bool:
         """Delete the session; True only for the one caller that deleted it."""
+
+    async def delete_all_for_user(self, user_id: str, keep: str | None = None) -> int:
+        """Delete every session of the user but ``keep``; returns how many."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiomysql
 import pymysql
+import pymysql.constants.CLIENT
 
 from authsvc.stores.base import StoreUnavailable, UniqueViolation
 from authsvc.stores.migrations import Migration, pending
@@ -64,6 +65,8 @@ class MySQLPool:
                 maxsize=config.pool_max,
                 connect_timeout=config.connect_timeout_s,
                 autocommit=True,
+                # UPDATE reports the rows it matched, not only those it changed.
+                client_flag=pymysql.constants.CLIENT.FOUND_ROWS,
                 charset="utf8mb4",
                 pool_recycle=3600,
             )
@@ -81,9 +84,11 @@ class MySQLPool:
         row: tuple[Any, ...] | None = await self._run(sql, args, fetch=True)
         return row
 
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it matched."""
         try:
-            await self._run(sql, args, fetch=False)
+            rows: int = await self._run(sql, args, fetch=False)
+            return rows
         except pymysql.err.IntegrityError as exc:
             if exc.args[0] == ER_DUP_ENTRY:
                 raise UniqueViolation(str(exc.args[1])) from exc
@@ -93,8 +98,8 @@ class MySQLPool:
         for attempt in (1, 2):
             try:
                 async with self.connection() as conn, conn.cursor() as cur:
-                    await cur.execute(sql, args)
-                    return await cur.fetchone() if fetch else None
+                    matched = await cur.execute(sql, args)
+                    return await cur.fetchone() if fetch else matched
             except StoreUnavailable as exc:
                 cause = exc.__cause__
                 code = cause.args[0] if isinstance(cause, pymysql.err.MySQLError) else None

@@ -1,8 +1,10 @@
 """Sessions in Redis through redis.asyncio.
 
-One hash per session at ``<prefix>session:{<user id>}:<session id>``: the braces are a
-Redis Cluster hash tag, so every key of one user lives in one slot. The key expires at
-the session's absolute end (PEXPIREAT), which using it does not extend.
+One hash per session at ``<prefix>session:{<user id>}:<session id>`` and a set of the
+user's session ids at ``<prefix>sessions:{<user id>}``. The braces are a Redis Cluster
+hash tag, so every key of one user lives in one slot and multi-key commands and
+scripts over them work on a cluster too. A session key expires at the session's
+absolute end (PEXPIREAT), which using it does not extend.
 """
 
 from __future__ import annotations
@@ -11,20 +13,46 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from authsvc.stores.base import Session, StoreUnavailable
+from authsvc.stores.base import RefreshUse, Session, StoreUnavailable
 
 _UNAVAILABLE = (TimeoutError, OSError, RedisConnectionError, RedisTimeoutError)
 
-# Check-and-set in one round trip: the session must exist and hold this refresh jti.
-_TOUCH = """
-if redis.call('HGET', KEYS[1], 'refresh_jti_hash') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'last_used_at', ARGV[2])
-return 1
+# One round trip, atomic: judge the presented refresh token and act on it
+# (SessionStore.use_refresh). KEYS: session hash, user index.
+# ARGV: presented hash, rotate-to hash or '', now ms, grace ms, idle ms (0: off), sid.
+_USE_REFRESH = """
+local s = redis.call('HMGET', KEYS[1], 'refresh_jti_hash', 'parent_jti_hash',
+                     'rotated_at', 'last_used_at')
+if not s[1] then return 'missing' end
+local now = tonumber(ARGV[3])
+local idle = tonumber(ARGV[5])
+if idle > 0 and now - tonumber(s[4]) > idle then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[6])
+  return 'missing'
+end
+if s[1] == ARGV[1] then
+  if ARGV[2] ~= '' then
+    redis.call('HSET', KEYS[1], 'parent_jti_hash', ARGV[1], 'refresh_jti_hash', ARGV[2],
+               'rotated_at', ARGV[3], 'last_used_at', ARGV[3])
+  else
+    redis.call('HSET', KEYS[1], 'last_used_at', ARGV[3])
+  end
+  return 'current'
+end
+if s[2] and s[2] == ARGV[1] and now - tonumber(s[3]) <= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'last_used_at', ARGV[3])
+  return 'grace'
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[6])
+return 'reused'
 """
 
 
@@ -33,7 +61,7 @@ class RedisSessionStore:
         self._client = client
         self._prefix = key_prefix
         self._timeout_s = timeout_s
-        self._touch = client.register_script(_TOUCH)
+        self._use_refresh = client.register_script(_USE_REFRESH)
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str, timeout_s: float) -> RedisSessionStore:
@@ -49,6 +77,9 @@ class RedisSessionStore:
     def key(self, user_id: str, session_id: str) -> str:
         return f"{self._prefix}session:{{{user_id}}}:{session_id}"
 
+    def index_key(self, user_id: str) -> str:
+        return f"{self._prefix}sessions:{{{user_id}}}"
+
     async def ping(self) -> None:
         """Raises StoreUnavailable unless the server answers."""
         async with self._guard():
@@ -56,55 +87,92 @@ class RedisSessionStore:
 
     async def create(self, session: Session) -> None:
         key = self.key(session.user_id, session.id)
+        index = self.index_key(session.user_id)
+        end = _ms(session.expires_at)
         async with self._guard(), self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "refresh_jti_hash": session.refresh_jti_hash,
-                    "created_at": _ms(session.created_at),
-                    "last_used_at": _ms(session.last_used_at),
-                    "expires_at": _ms(session.expires_at),
-                    "user_agent": session.user_agent,
-                    "ip": session.ip,
-                },
-            )
-            pipe.pexpireat(key, _ms(session.expires_at))
+            pipe.hset(key, mapping=_fields(session))
+            pipe.pexpireat(key, end)
+            pipe.sadd(index, session.id)
+            # The index lives as long as the user's longest session: NX sets the first
+            # expiry, GT only ever extends it.
+            pipe.pexpireat(index, end, nx=True)
+            pipe.pexpireat(index, end, gt=True)
             await pipe.execute()
 
     async def get(self, user_id: str, session_id: str) -> Session | None:
         async with self._guard():
-            # decode_responses=True: every field is a str.
-            fields: dict[str, str] = await self._client.hgetall(  # type: ignore[assignment]
-                self.key(user_id, session_id)
-            )
-        if not fields:
-            return None
-        return Session(
-            id=session_id,
-            user_id=user_id,
-            refresh_jti_hash=fields["refresh_jti_hash"],
-            created_at=_datetime(fields["created_at"]),
-            last_used_at=_datetime(fields["last_used_at"]),
-            expires_at=_datetime(fields["expires_at"]),
-            user_agent=fields.get("user_agent", ""),
-            ip=fields.get("ip", ""),
-        )
+            fields = await self._hgetall(self.key(user_id, session_id))
+        return _session(user_id, session_id, fields)
 
-    async def touch(
-        self, user_id: str, session_id: str, refresh_jti_hash: str, now: datetime
-    ) -> bool:
+    async def use_refresh(
+        self,
+        user_id: str,
+        session_id: str,
+        presented_jti_hash: str,
+        *,
+        rotate_to: str | None,
+        now: datetime,
+        grace_s: float,
+        idle_timeout_s: float,
+    ) -> RefreshUse:
         async with self._guard():
-            done = await self._touch(
-                keys=[self.key(user_id, session_id)], args=[refresh_jti_hash, _ms(now)]
+            outcome = await self._use_refresh(
+                keys=[self.key(user_id, session_id), self.index_key(user_id)],
+                args=[
+                    presented_jti_hash,
+                    rotate_to or "",
+                    _ms(now),
+                    int(grace_s * 1000),
+                    int(idle_timeout_s * 1000),
+                    session_id,
+                ],
             )
-        return bool(done)
+        return RefreshUse(outcome)
+
+    async def list_for_user(self, user_id: str) -> list[Session]:
+        index = self.index_key(user_id)
+        async with self._guard():
+            session_ids = sorted(await self._members(index))
+            async with self._client.pipeline(transaction=False) as pipe:
+                for session_id in session_ids:
+                    pipe.hgetall(self.key(user_id, session_id))
+                rows = await pipe.execute()
+            gone = [sid for sid, fields in zip(session_ids, rows, strict=True) if not fields]
+            if gone:  # expired keys leave their ids behind in the index
+                await self._client.srem(index, *gone)
+        sessions = [_session(user_id, sid, f) for sid, f in zip(session_ids, rows, strict=True)]
+        return sorted((s for s in sessions if s is not None), key=lambda s: s.created_at)
 
     async def delete(self, user_id: str, session_id: str) -> bool:
+        async with self._guard(), self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key(user_id, session_id))
+            pipe.srem(self.index_key(user_id), session_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def delete_all_for_user(self, user_id: str, keep: str | None = None) -> int:
+        index = self.index_key(user_id)
         async with self._guard():
-            return bool(await self._client.delete(self.key(user_id, session_id)))
+            session_ids = [sid for sid in await self._members(index) if sid != keep]
+            if not session_ids:
+                return 0
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(*(self.key(user_id, sid) for sid in session_ids))
+                pipe.srem(index, *session_ids)
+                deleted, _ = await pipe.execute()
+        return int(deleted)
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    async def _members(self, key: str) -> set[str]:
+        members: set[str] = await self._client.smembers(key)  # type: ignore[assignment]
+        return members
+
+    async def _hgetall(self, key: str) -> dict[str, str]:
+        # decode_responses=True: every field is a str.
+        fields: dict[str, str] = await self._client.hgetall(key)  # type: ignore[assignment]
+        return fields
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -114,6 +182,39 @@ class RedisSessionStore:
                 yield
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}") from exc
+
+
+def _fields(session: Session) -> dict[Any, str | int]:
+    fields: dict[Any, str | int] = {
+        "refresh_jti_hash": session.refresh_jti_hash,
+        "created_at": _ms(session.created_at),
+        "last_used_at": _ms(session.last_used_at),
+        "expires_at": _ms(session.expires_at),
+        "user_agent": session.user_agent,
+        "ip": session.ip,
+    }
+    if session.parent_jti_hash and session.rotated_at is not None:
+        fields["parent_jti_hash"] = session.parent_jti_hash
+        fields["rotated_at"] = _ms(session.rotated_at)
+    return fields
+
+
+def _session(user_id: str, session_id: str, fields: dict[str, str]) -> Session | None:
+    if not fields:
+        return None
+    rotated_at = fields.get("rotated_at")
+    return Session(
+        id=session_id,
+        user_id=user_id,
+        refresh_jti_hash=fields["refresh_jti_hash"],
+        created_at=_datetime(fields["created_at"]),
+        last_used_at=_datetime(fields["last_used_at"]),
+        expires_at=_datetime(fields["expires_at"]),
+        user_agent=fields.get("user_agent", ""),
+        ip=fields.get("ip", ""),
+        parent_jti_hash=fields.get("parent_jti_hash", ""),
+        rotated_at=_datetime(rotated_at) if rotated_at else None,
+    )
 
 
 def _ms(moment: datetime) -> int:

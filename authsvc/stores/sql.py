@@ -21,7 +21,8 @@ class SQLDatabase(Protocol):
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Any] | None: ...
 
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it matched."""
 
 
 class SQLUserStore:
@@ -33,6 +34,13 @@ class SQLUserStore:
         self._by_id = f"SELECT {_COLUMNS} FROM users WHERE id = {self.placeholder}"  # noqa: S608
         self._by_email = f"SELECT {_COLUMNS} FROM users WHERE email = {self.placeholder}"  # noqa: S608
         self._insert = f"INSERT INTO users ({_COLUMNS}) VALUES ({marks})"  # noqa: S608
+        mark = self.placeholder  # only the driver's marker is formatted in, never a value
+        self._set_hash = (
+            f"UPDATE users SET password_hash = {mark}, updated_at = {mark} WHERE id = {mark}"  # noqa: S608
+        )
+        self._set_disabled = (
+            f"UPDATE users SET disabled = {mark}, updated_at = {mark} WHERE id = {mark}"  # noqa: S608
+        )
 
     @staticmethod
     def encode_time(moment: datetime) -> Any:
@@ -67,6 +75,18 @@ class SQLUserStore:
             if existing is not None and existing.id == user.id:
                 return
             raise DuplicateEmail(user.email) from exc
+
+    async def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> bool:
+        changed = await self._db.execute(
+            self._set_hash, (password_hash, self.encode_time(now), user_id)
+        )
+        return bool(changed)
+
+    async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
+        changed = await self._db.execute(
+            self._set_disabled, (disabled, self.encode_time(now), user_id)
+        )
+        return bool(changed)
 
     def _user(self, row: Sequence[Any] | None) -> User | None:
         if row is None:

@@ -1,8 +1,9 @@
 """The embedded store: users and sessions in one local SQLite file (aiosqlite).
 
 For development and small single-host setups, so the service starts with no servers.
-Every statement runs in autocommit mode and each write is one statement, so the
-check-and-set of ``touch`` and the delete of ``delete`` are atomic as in Redis.
+Single statements run in autocommit mode; a check-and-set (``use_refresh``) runs in a
+BEGIN IMMEDIATE transaction, which also holds off other processes, so it is as atomic as
+the Redis script.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,27 +19,33 @@ from typing import Any
 
 import aiosqlite
 
-from authsvc.stores.base import Session, StoreUnavailable, UniqueViolation
+from authsvc.stores.base import RefreshUse, Session, StoreUnavailable, UniqueViolation
 from authsvc.stores.migrations import Migration, pending
 from authsvc.stores.sql import SQLUserStore
 
-_SESSION_BY_ID = (
-    "SELECT id, user_id, refresh_jti_hash, created_at, last_used_at, expires_at, user_agent, ip"
-    " FROM sessions WHERE id = ? AND user_id = ? AND expires_at > ?"
+_SESSION_COLUMNS = (
+    "id, user_id, refresh_jti_hash, created_at, last_used_at, expires_at, user_agent, ip,"
+    " parent_jti_hash, rotated_at"
 )
-_INSERT_SESSION = (
-    "INSERT INTO sessions"
-    " (id, user_id, refresh_jti_hash, created_at, last_used_at, expires_at, user_agent, ip)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_SELECT_SESSIONS = f"SELECT {_SESSION_COLUMNS} FROM sessions"  # noqa: S608
+_SESSION_BY_ID = _SELECT_SESSIONS + " WHERE id = ? AND user_id = ? AND expires_at > ?"
+_SESSIONS_OF_USER = (
+    _SELECT_SESSIONS + " WHERE user_id = ? AND expires_at > ? ORDER BY created_at, id"
 )
+_INSERT_SESSION = f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({', '.join('?' * 10)})"  # noqa: S608
 
 
 class SQLiteDatabase:
-    """One aiosqlite connection with translated errors and a bound on each call."""
+    """One aiosqlite connection with translated errors and a bound on each call.
+
+    Calls take turns through a lock: on one connection, a statement of another task
+    would otherwise land inside an open transaction.
+    """
 
     def __init__(self, conn: aiosqlite.Connection, timeout_s: float) -> None:
         self._conn = conn
         self._timeout_s = timeout_s
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str, timeout_s: float) -> SQLiteDatabase:
@@ -48,21 +55,45 @@ class SQLiteDatabase:
         await conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         return cls(conn, timeout_s)
 
-    async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self._guard(), self._conn.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self._lock:
+            return await self._fetchone(sql, args)
 
-    async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self._guard(), self._conn.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._lock:
+            return await self._fetchall(sql, args)
 
-    async def execute(self, sql: str, args: Iterable[Any] = ()) -> int:
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
-        async with self._guard(), self._conn.execute(sql, tuple(args)) as cur:
-            return cur.rowcount
+        async with self._lock:
+            return await self._execute(sql, args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error), holding the write lock."""
+        async with self._lock:
+            await self._execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self)
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            await self._execute("COMMIT")
 
     async def close(self) -> None:
         await self._conn.close()
+
+    async def _fetchone(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self._guard(), self._conn.execute(sql, tuple(args)) as cur:
+            return await cur.fetchone()
+
+    async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._guard(), self._conn.execute(sql, tuple(args)) as cur:
+            return list(await cur.fetchall())
+
+    async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        async with self._guard(), self._conn.execute(sql, tuple(args)) as cur:
+            return cur.rowcount
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -76,6 +107,15 @@ class SQLiteDatabase:
         except (TimeoutError, sqlite3.OperationalError, ValueError) as exc:
             # OperationalError: locked, disk full, unreadable; ValueError: closed.
             raise StoreUnavailable(f"SQLite unavailable: {exc}") from exc
+
+
+class Transaction:
+    """The statements of an open transaction (the database lock is already held)."""
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self.fetchone = db._fetchone
+        self.fetchall = db._fetchall
+        self.execute = db._execute
 
 
 class SQLiteUserStore(SQLUserStore):
@@ -110,33 +150,62 @@ class SQLiteSessionStore:
                 _ms(session.expires_at),
                 session.user_agent,
                 session.ip,
+                session.parent_jti_hash,
+                _ms(session.rotated_at) if session.rotated_at else 0,
             ),
         )
 
     async def get(self, user_id: str, session_id: str) -> Session | None:
-        row = await self._db.fetchone(_SESSION_BY_ID, (session_id, user_id, _now_ms()))
-        if row is None:
-            return None
-        return Session(
-            id=row[0],
-            user_id=row[1],
-            refresh_jti_hash=row[2],
-            created_at=_datetime(row[3]),
-            last_used_at=_datetime(row[4]),
-            expires_at=_datetime(row[5]),
-            user_agent=row[6],
-            ip=row[7],
-        )
+        return _session(await self._db.fetchone(_SESSION_BY_ID, (session_id, user_id, _now_ms())))
 
-    async def touch(
-        self, user_id: str, session_id: str, refresh_jti_hash: str, now: datetime
-    ) -> bool:
-        changed = await self._db.execute(
-            "UPDATE sessions SET last_used_at = ?"
-            " WHERE id = ? AND user_id = ? AND refresh_jti_hash = ? AND expires_at > ?",
-            (_ms(now), session_id, user_id, refresh_jti_hash, _now_ms()),
-        )
-        return changed == 1
+    async def use_refresh(
+        self,
+        user_id: str,
+        session_id: str,
+        presented_jti_hash: str,
+        *,
+        rotate_to: str | None,
+        now: datetime,
+        grace_s: float,
+        idle_timeout_s: float,
+    ) -> RefreshUse:
+        now_ms = _ms(now)
+        async with self._db.transaction() as tx:
+            session = _session(await tx.fetchone(_SESSION_BY_ID, (session_id, user_id, _now_ms())))
+            if session is None:
+                return RefreshUse.MISSING
+            idle_ms = (now_ms - _ms(session.last_used_at)) if idle_timeout_s else 0
+            if idle_ms > idle_timeout_s * 1000:
+                await tx.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+                return RefreshUse.MISSING
+            if presented_jti_hash == session.refresh_jti_hash:
+                if rotate_to:
+                    await tx.execute(
+                        "UPDATE sessions SET parent_jti_hash = refresh_jti_hash,"
+                        " refresh_jti_hash = ?, rotated_at = ?, last_used_at = ? WHERE id = ?",
+                        (rotate_to, now_ms, now_ms, session_id),
+                    )
+                else:
+                    await tx.execute(
+                        "UPDATE sessions SET last_used_at = ? WHERE id = ?", (now_ms, session_id)
+                    )
+                return RefreshUse.CURRENT
+            rotated_ms = _ms(session.rotated_at) if session.rotated_at else 0
+            if (
+                session.parent_jti_hash
+                and presented_jti_hash == session.parent_jti_hash
+                and now_ms - rotated_ms <= grace_s * 1000
+            ):
+                await tx.execute(
+                    "UPDATE sessions SET last_used_at = ? WHERE id = ?", (now_ms, session_id)
+                )
+                return RefreshUse.GRACE
+            await tx.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            return RefreshUse.REUSED
+
+    async def list_for_user(self, user_id: str) -> list[Session]:
+        rows = await self._db.fetchall(_SESSIONS_OF_USER, (user_id, _now_ms()))
+        return [session for row in rows if (session := _session(row)) is not None]
 
     async def delete(self, user_id: str, session_id: str) -> bool:
         changed = await self._db.execute(
@@ -145,30 +214,49 @@ class SQLiteSessionStore:
         )
         return changed == 1
 
+    async def delete_all_for_user(self, user_id: str, keep: str | None = None) -> int:
+        return await self._db.execute(
+            "DELETE FROM sessions WHERE user_id = ? AND id != ? AND expires_at > ?",
+            (user_id, keep or "", _now_ms()),
+        )
+
 
 async def migrate(db: SQLiteDatabase) -> list[Migration]:
-    """Apply pending migrations; returns those applied."""
-    await db.execute("BEGIN IMMEDIATE")  # one process migrates; others wait their turn
-    try:
-        await db.execute(
+    """Apply pending migrations; returns those applied. BEGIN IMMEDIATE: one process
+    migrates, the others wait their turn."""
+    async with db.transaction() as tx:
+        await tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL,"
             " applied_at INTEGER NOT NULL)"
         )
-        applied = {row[0] for row in await db.fetchall("SELECT version FROM schema_migrations")}
+        applied = {row[0] for row in await tx.fetchall("SELECT version FROM schema_migrations")}
         todo = pending("sqlite", applied)
         for migration in todo:
             for statement in migration.statements:
-                await db.execute(statement)
-            await db.execute(
+                await tx.execute(statement)
+            await tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, _now_ms()),
             )
-        await db.execute("COMMIT")
-    except BaseException:
-        await db.execute("ROLLBACK")
-        raise
     return todo
+
+
+def _session(row: sqlite3.Row | None) -> Session | None:
+    if row is None:
+        return None
+    return Session(
+        id=row[0],
+        user_id=row[1],
+        refresh_jti_hash=row[2],
+        created_at=_datetime(row[3]),
+        last_used_at=_datetime(row[4]),
+        expires_at=_datetime(row[5]),
+        user_agent=row[6],
+        ip=row[7],
+        parent_jti_hash=row[8],
+        rotated_at=_datetime(row[9]) if row[9] else None,
+    )
 
 
 def _now_ms() -> int:

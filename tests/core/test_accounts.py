@@ -8,6 +8,7 @@ from authsvc.core.accounts import AccountService
 from authsvc.core.clock import utc_now
 from authsvc.core.errors import InvalidInput
 from authsvc.core.passwords import PasswordHasher
+from authsvc.core.validation import PasswordPolicy
 from authsvc.stores import sqlite
 from tests.helpers import open_migrated_sqlite
 
@@ -33,21 +34,26 @@ def store(io_loop, tmp_path):
 
 def accounts(store, hasher, email_confirmation=False):
     return AccountService(
-        store, hasher, utc_now, password_min_length=7, email_confirmation=email_confirmation
+        store,
+        sqlite.SQLiteSessionStore(store._db),
+        hasher,
+        utc_now,
+        policy=PasswordPolicy(min_length=8),
+        email_confirmation=email_confirmation,
     )
 
 
 async def test_every_login_refusal_costs_one_hash_and_says_the_same(store):
     hasher = CountingHasher()
     service = accounts(store, hasher)
-    await service.register("a@example.com", "password1")
-    disabled = await service.register("d@example.com", "password1")
+    await service.register("a@example.com", "gravel-lantern")
+    disabled = await service.register("d@example.com", "gravel-lantern")
     await store._db.execute("UPDATE users SET disabled = 1 WHERE id = ?", (disabled.id,))
     await hasher.burn()  # the decoy hash is made once, on first use: not counted below
     attempts = [
-        ("nobody@example.com", "password1"),  # unknown email
+        ("nobody@example.com", "gravel-lantern"),  # unknown email
         ("a@example.com", "wrong-password"),  # wrong password
-        ("d@example.com", "password1"),  # disabled account
+        ("d@example.com", "gravel-lantern"),  # disabled account
         ("a@example.com", "p" * 80),  # longer than bcrypt reads
     ]
     for email, password in attempts:
@@ -62,10 +68,10 @@ async def test_every_login_refusal_costs_one_hash_and_says_the_same(store):
 async def test_unconfirmed_account_is_refused_only_when_confirmation_is_on(store):
     hasher = PasswordHasher(rounds=4, threads=1)
     service = accounts(store, hasher, email_confirmation=True)
-    user = await service.register("c@example.com", "password1")
+    user = await service.register("c@example.com", "gravel-lantern")
     assert user.confirmed is False
     with pytest.raises(InvalidInput):
-        await service.check_credentials("c@example.com", "password1")
+        await service.check_credentials("c@example.com", "gravel-lantern")
     open_service = accounts(store, hasher)
-    assert (await open_service.check_credentials("c@example.com", "password1")).id == user.id
+    assert (await open_service.check_credentials("c@example.com", "gravel-lantern")).id == user.id
     hasher.close()

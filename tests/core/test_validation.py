@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from authsvc.core.errors import FieldError
-from authsvc.core.validation import email_errors, normalize_email, password_errors
+from authsvc.core.validation import (
+    PasswordPolicy,
+    common_passwords,
+    email_errors,
+    normalize_email,
+)
 
 
 def test_email_rules():
@@ -19,15 +24,35 @@ def test_emails_are_stored_trimmed_and_lower_cased():
 
 
 def test_password_rules():
-    assert password_errors("1234567", 7) == []
-    assert password_errors("", 7) == [FieldError("password", "password is a required field")]
-    assert password_errors("123456", 7) == [
+    policy = PasswordPolicy(min_length=7, reject_common=False)
+    assert policy.errors("1234567") == []
+    assert policy.errors("") == [FieldError("password", "password is a required field")]
+    assert policy.errors("123456") == [
         FieldError("password", "password must be at least 7 characters")
     ]
-    assert password_errors("x" * 72, 7) == []
-    assert password_errors("x" * 73, 7) == [
+    assert policy.errors("x" * 72) == []
+    assert policy.errors("x" * 73) == [FieldError("password", "password must be at most 72 bytes")]
+    assert policy.errors("€" * 25) == [  # 25 characters, 75 bytes
         FieldError("password", "password must be at most 72 bytes")
     ]
-    assert password_errors("€" * 25, 7) == [  # 25 characters, 75 bytes
-        FieldError("password", "password must be at most 72 bytes")
+
+
+def test_long_passphrases_and_any_characters_are_allowed():
+    policy = PasswordPolicy(min_length=8)
+    assert policy.errors("a" * 64 + "b" * 8) == []
+    assert policy.errors("correct horse battery staple") == []
+    assert policy.errors("ünïcödé pässwörd 🔑") == []
+    assert policy.errors("gravel-lantern") == []  # no composition rules
+
+
+def test_common_passwords_and_the_email_are_refused():
+    policy = PasswordPolicy(min_length=8)
+    assert len(common_passwords()) >= 10_000
+    for common in ("password", "Password1", "qwertyuiop", "iloveyou"):
+        assert policy.errors(common) == [FieldError("password", "password is too common")]
+    assert policy.errors("Ada@Example.com", email="ada@example.com") == [
+        FieldError("password", "password must not be the email address")
+    ]
+    assert policy.errors("password", path="newPassword") == [
+        FieldError("newPassword", "newPassword is too common")
     ]

@@ -42,7 +42,7 @@ async def test_register_field_errors(client):
     assert result["status"] == 401 and result["payload"] is None
     assert result["errors"] == [
         {"path": "email", "message": "email must be a valid email"},
-        {"path": "password", "message": "password must be at least 7 characters"},
+        {"path": "password", "message": "password must be at least 8 characters"},
     ]
 
 

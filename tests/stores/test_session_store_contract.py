@@ -6,7 +6,9 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from authsvc.stores.base import Session
+from authsvc.stores.base import RefreshUse, Session
+
+A, B, C = "a" * 64, "b" * 64, "c" * 64
 
 
 def make_session(expires_in_s: float = 3600, user_id: str | None = None) -> Session:
@@ -15,7 +17,7 @@ def make_session(expires_in_s: float = 3600, user_id: str | None = None) -> Sess
     return Session(
         id=uuid.uuid4().hex,
         user_id=user_id or str(uuid.uuid4()),
-        refresh_jti_hash="a" * 64,
+        refresh_jti_hash=A,
         created_at=now,
         last_used_at=now,
         expires_at=now + timedelta(seconds=expires_in_s),
@@ -41,14 +43,124 @@ async def test_session_is_found_only_under_its_user(session_store):
     assert not await session_store.delete(str(uuid.uuid4()), session.id)
 
 
-async def test_touch_needs_the_current_jti_and_records_the_time(session_store):
+def use(store, session, presented, *, rotate_to=None, now=None, grace_s=10.0, idle_s=0.0):
+    return store.use_refresh(
+        session.user_id,
+        session.id,
+        presented,
+        rotate_to=rotate_to,
+        now=now or datetime.now(UTC),
+        grace_s=grace_s,
+        idle_timeout_s=idle_s,
+    )
+
+
+async def test_current_token_is_accepted_and_the_use_recorded(session_store):
     session = make_session()
     await session_store.create(session)
     later = session.created_at + timedelta(seconds=5)
-    assert not await session_store.touch(session.user_id, session.id, "b" * 64, later)
-    assert await session_store.touch(session.user_id, session.id, "a" * 64, later)
+    assert await use(session_store, session, A, now=later) is RefreshUse.CURRENT
     stored = await session_store.get(session.user_id, session.id)
     assert stored is not None and stored.last_used_at == later
+    assert stored.refresh_jti_hash == A  # no rotation asked
+
+
+async def test_unknown_token_of_a_session_revokes_it(session_store):
+    session = make_session()
+    await session_store.create(session)
+    assert await use(session_store, session, B) is RefreshUse.REUSED
+    assert await session_store.get(session.user_id, session.id) is None
+    assert await use(session_store, session, A) is RefreshUse.MISSING
+
+
+async def test_rotation_makes_the_parent_spent(session_store):
+    session = make_session()
+    await session_store.create(session)
+    assert await use(session_store, session, A, rotate_to=B) is RefreshUse.CURRENT
+    stored = await session_store.get(session.user_id, session.id)
+    assert stored is not None
+    assert (stored.refresh_jti_hash, stored.parent_jti_hash) == (B, A)
+    assert stored.rotated_at is not None
+    assert await use(session_store, session, B, rotate_to=C) is RefreshUse.CURRENT
+
+
+async def test_parent_inside_the_grace_window_is_accepted_and_changes_nothing(session_store):
+    session = make_session()
+    await session_store.create(session)
+    now = datetime.now(UTC)
+    await use(session_store, session, A, rotate_to=B, now=now)
+    retry = now + timedelta(seconds=9)
+    assert await use(session_store, session, A, now=retry, rotate_to=C) is RefreshUse.GRACE
+    stored = await session_store.get(session.user_id, session.id)
+    assert stored is not None and stored.refresh_jti_hash == B  # the retry rotated nothing
+    assert await use(session_store, session, B, now=retry) is RefreshUse.CURRENT
+
+
+async def test_parent_after_the_grace_window_revokes(session_store):
+    session = make_session()
+    await session_store.create(session)
+    now = datetime.now(UTC)
+    await use(session_store, session, A, rotate_to=B, now=now)
+    late = now + timedelta(seconds=11)
+    assert await use(session_store, session, A, now=late) is RefreshUse.REUSED
+    assert await use(session_store, session, B, now=late) is RefreshUse.MISSING
+
+
+async def test_grandparent_inside_the_grace_window_revokes(session_store):
+    session = make_session()
+    await session_store.create(session)
+    now = datetime.now(UTC)
+    await use(session_store, session, A, rotate_to=B, now=now)
+    await use(session_store, session, B, rotate_to=C, now=now)
+    assert await use(session_store, session, A, now=now) is RefreshUse.REUSED
+    assert await session_store.get(session.user_id, session.id) is None
+
+
+async def test_idle_session_ends(session_store):
+    session = make_session()
+    await session_store.create(session)
+    soon = session.last_used_at + timedelta(seconds=30)
+    assert await use(session_store, session, A, now=soon, idle_s=60) is RefreshUse.CURRENT
+    late = soon + timedelta(seconds=61)
+    assert await use(session_store, session, A, now=late, idle_s=60) is RefreshUse.MISSING
+    assert await session_store.get(session.user_id, session.id) is None
+
+
+async def test_parallel_rotations_of_one_token_have_one_winner(session_store):
+    session = make_session()
+    await session_store.create(session)
+    results = await asyncio.gather(
+        *(use(session_store, session, A, rotate_to=B) for _ in range(50))
+    )
+    assert results.count(RefreshUse.CURRENT) == 1
+    assert results.count(RefreshUse.GRACE) == 49
+    stored = await session_store.get(session.user_id, session.id)
+    assert stored is not None and stored.refresh_jti_hash == B
+
+
+async def test_list_and_delete_all_of_a_user(session_store):
+    user_id = str(uuid.uuid4())
+    first, second, third = (make_session(user_id=user_id) for _ in range(3))
+    other = make_session()
+    for session in (first, second, third, other):
+        await session_store.create(session)
+    listed = await session_store.list_for_user(user_id)
+    assert {s.id for s in listed} == {first.id, second.id, third.id}
+    assert await session_store.delete(user_id, second.id)
+    assert {s.id for s in await session_store.list_for_user(user_id)} == {first.id, third.id}
+    assert await session_store.delete_all_for_user(user_id, keep=first.id) == 1
+    assert [s.id for s in await session_store.list_for_user(user_id)] == [first.id]
+    assert await session_store.delete_all_for_user(user_id) == 1
+    assert await session_store.list_for_user(user_id) == []
+    assert await session_store.get(other.user_id, other.id) == other
+
+
+async def test_expired_sessions_are_not_listed(session_store):
+    user_id = str(uuid.uuid4())
+    live, expired = make_session(user_id=user_id), make_session(-1, user_id=user_id)
+    await session_store.create(live)
+    await session_store.create(expired)
+    assert [s.id for s in await session_store.list_for_user(user_id)] == [live.id]
 
 
 async def test_delete_is_for_good_and_only_once(session_store):
@@ -57,16 +169,14 @@ async def test_delete_is_for_good_and_only_once(session_store):
     assert await session_store.delete(session.user_id, session.id)
     assert not await session_store.delete(session.user_id, session.id)
     assert await session_store.get(session.user_id, session.id) is None
-    now = datetime.now(UTC)
-    assert not await session_store.touch(session.user_id, session.id, "a" * 64, now)
+    assert await use(session_store, session, A) is RefreshUse.MISSING
 
 
 async def test_expired_session_is_gone(session_store):
     session = make_session(expires_in_s=-1)
     await session_store.create(session)
     assert await session_store.get(session.user_id, session.id) is None
-    now = datetime.now(UTC)
-    assert not await session_store.touch(session.user_id, session.id, "a" * 64, now)
+    assert await use(session_store, session, A) is RefreshUse.MISSING
     assert not await session_store.delete(session.user_id, session.id)
 
 
@@ -87,11 +197,10 @@ async def test_concurrent_deletes_have_one_winner(session_store):
     assert results.count(True) == 1
 
 
-async def test_touch_racing_delete_never_revives(session_store):
+async def test_use_racing_delete_never_revives(session_store):
     session = make_session()
     await session_store.create(session)
-    now = datetime.now(UTC)
-    calls = [session_store.touch(session.user_id, session.id, "a" * 64, now) for _ in range(10)]
+    calls = [use(session_store, session, A) for _ in range(10)]
     calls.insert(5, session_store.delete(session.user_id, session.id))
     await asyncio.gather(*calls)
     assert await session_store.get(session.user_id, session.id) is None
