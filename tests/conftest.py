@@ -139,8 +139,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(backend, mysql_server, redis_server, tmp_path) -> Settings:
-    return settings_for(backend, mysql_server, redis_server, tmp_path)
+def settings(request, backend, mysql_server, redis_server, tmp_path) -> Settings:
+    """`@pytest.mark.settings(name=value, …)` on a test overrides settings for it."""
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker else {}
+    return settings_for(backend, mysql_server, redis_server, tmp_path, **overrides)
 
 
 @pytest.fixture

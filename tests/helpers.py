@@ -18,6 +18,15 @@ LOGIN = """mutation Login($email: String!, $password: String!) {
 ME = "query Me { me { id email confirmed createdAt updatedAt } }"
 REFRESH = "mutation Refresh { refresh }"
 LOGOUT = "mutation Logout { logout }"
+RENEW = "mutation Renew { renew { accessToken refreshToken expiresIn tokenType } }"
+SESSIONS = "query Sessions { sessions { id createdAt lastUsedAt expiresAt userAgent ip current } }"
+LOGOUT_ALL = "mutation LogoutAll { logoutAll }"
+REVOKE_SESSION = "mutation Revoke($id: ID!) { revokeSession(id: $id) }"
+CHANGE_PASSWORD = """mutation Change($current: String!, $new: String!) {
+  changePassword(currentPassword: $current, newPassword: $new) {
+    status errors { path message } payload
+  }
+}"""
 
 PASSWORD = "correct horse battery"
 
@@ -68,6 +77,12 @@ class GraphQLClient:
         assert result["status"] == 200, result
         payload = json.loads(result["payload"])
         return payload["access_token"], payload["refresh_token"]
+
+
+def error_code(body: dict[str, Any]) -> str | None:
+    """The code of the first error of a GraphQL answer, None if it has none."""
+    errors = body.get("errors") or [{}]
+    return errors[0].get("extensions", {}).get("code")
 
 
 def unauthorized(body: dict[str, Any], field: str) -> bool:

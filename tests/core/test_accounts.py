@@ -75,3 +75,20 @@ async def test_unconfirmed_account_is_refused_only_when_confirmation_is_on(store
     open_service = accounts(store, hasher)
     assert (await open_service.check_credentials("c@example.com", "gravel-lantern")).id == user.id
     hasher.close()
+
+
+async def test_a_hash_of_fewer_rounds_is_replaced_at_the_next_login(store):
+    old = PasswordHasher(rounds=4, threads=1)
+    await accounts(store, old).register("r@example.com", "gravel-lantern")
+    assert (await store.get_by_email("r@example.com")).password_hash.startswith("$2b$04$")
+    new = PasswordHasher(rounds=5, threads=1)
+    service = accounts(store, new)
+    with pytest.raises(InvalidInput):  # a failed login changes nothing
+        await service.check_credentials("r@example.com", "wrong-password")
+    assert (await store.get_by_email("r@example.com")).password_hash.startswith("$2b$04$")
+    await service.check_credentials("r@example.com", "gravel-lantern")
+    stored = await store.get_by_email("r@example.com")
+    assert stored.password_hash.startswith("$2b$05$")
+    assert await new.verify("gravel-lantern", stored.password_hash)
+    old.close()
+    new.close()
