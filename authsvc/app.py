@@ -8,7 +8,7 @@ import time
 import tornado.web
 
 from authsvc.graphql.executor import GraphQLExecutor
-from authsvc.graphql.handler import GraphQLHandler, JSONHandler, NotFoundHandler
+from authsvc.graphql.handler import GraphQLHandler, JSONHandler, JWKSHandler, NotFoundHandler
 from authsvc.graphql.resolvers import RESOLVERS
 from authsvc.graphql.schema import build_executable_schema
 from authsvc.services import Services
@@ -56,6 +56,7 @@ def make_app(settings: Settings, services: Services) -> tornado.web.Application:
                     "max_body_bytes": settings.max_body_bytes,
                 },
             ),
+            (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),
         ],
         default_handler_class=NotFoundHandler,
         log_function=log_request,

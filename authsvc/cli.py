@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from authsvc import __version__, services
+from authsvc import __version__, services, signing
 from authsvc.server import serve
 from authsvc.settings import ConfigError, Settings, load_settings
 from authsvc.stores.base import StoreUnavailable
@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="listen port (default: APP_PORT)")
     commands.add_parser("migrate", help="apply pending database migrations")
     commands.add_parser("check-config", help="print the effective configuration, secrets masked")
+    keys = commands.add_parser("keys", help="manage the access token keys (EdDSA, ES256, RS256)")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser("list", help="list the keys; * marks the one that signs")
+    key_commands.add_parser("generate", help="add a key: published now, signs after rotate")
+    key_commands.add_parser("rotate", help="make the newest key sign (generating one if needed)")
+    remove = key_commands.add_parser("remove", help="delete a retired key: its tokens die")
+    remove.add_argument("kid")
     return parser
 
 
@@ -52,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("database is up to date" if not applied else f"{len(applied)} applied")
         elif args.command == "check-config":
             print_config(settings)
+        elif args.command == "keys":
+            run_keys_command(settings, args)
     except (ConfigError, MigrationsPending, StoreUnavailable) as exc:
         # One clear line, never a stack trace, for what an operator must fix.
         print(f"authsvc: {exc}", file=sys.stderr)
@@ -59,6 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
+    if args.keys_command == "list":
+        for info in signing.list_keys(settings):
+            print(f"{'*' if info.signing else ' '} {info.kid}  {info.source}")
+    elif args.keys_command == "generate":
+        info = signing.generate_key(settings)
+        state = "signs now" if info.signing else "published; run `authsvc keys rotate` to sign"
+        print(f"generated {info.kid} in {info.source} ({state})")
+    elif args.keys_command == "rotate":
+        info = signing.rotate_key(settings)
+        print(f"{info.kid} signs now ({info.source}); restart the workers to pick it up")
+    elif args.keys_command == "remove":
+        print(f"removed {signing.remove_key(settings, args.kid)}")
 
 
 def configure_logging(level: str) -> None:

@@ -16,6 +16,7 @@ from authsvc.core.sessions import SessionPolicy, SessionService
 from authsvc.core.tokens import TokenCodec, TokenType
 from authsvc.core.validation import PasswordPolicy
 from authsvc.settings import Settings
+from authsvc.signing import access_ring, refresh_ring
 from authsvc.stores import mysql, sqlite
 from authsvc.stores.base import SessionStore, UserStore
 from authsvc.stores.migrations import Migration, MigrationsPending, latest_version
@@ -28,6 +29,7 @@ Closer = Callable[[], Awaitable[None]]
 
 @dataclass
 class Services:
+    tokens: TokenCodec
     accounts: AccountService
     sessions: SessionService
     closers: list[Closer] = field(default_factory=list)
@@ -96,15 +98,15 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
         email_confirmation=settings.email_confirmation,
     )
     tokens = TokenCodec(
-        access=TokenType("access", _secret(settings, "access"), settings.jwt_access_age_s),
-        refresh=TokenType("refresh", _secret(settings, "refresh"), settings.jwt_refresh_age_s),
-        algorithm=settings.jwt_algorithm,
+        access=TokenType("access", access_ring(settings), settings.jwt_access_age_s),
+        refresh=TokenType("refresh", refresh_ring(settings), settings.jwt_refresh_age_s),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway_s=settings.jwt_leeway_s,
         clock=clock,
     )
     return Services(
+        tokens=tokens,
         accounts=accounts,
         sessions=SessionService(
             accounts,
@@ -166,10 +168,3 @@ async def _open_stores(settings: Settings, closers: list[Closer]) -> tuple[UserS
     else:
         sessions = sqlite.SQLiteSessionStore(await embedded())
     return users, sessions
-
-
-def _secret(settings: Settings, kind: str) -> str:
-    secret = settings.jwt_access_secret if kind == "access" else settings.jwt_refresh_secret
-    if secret is None:  # load_settings fills these outside production; production checks
-        raise ValueError(f"JWT_{kind.upper()}_SECRET is missing")
-    return secret.get_secret_value()

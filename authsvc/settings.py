@@ -74,7 +74,12 @@ class Settings(BaseSettings):
     store_timeout_s: float = Field(2.0, gt=0, le=60)
 
     # --- tokens ----------------------------------------------------------------------
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    #: HS* sign access tokens with JWT_ACCESS_SECRET; EdDSA, ES256 and RS256 with the
+    #: private keys of JWT_KEYS_DIR / JWT_PRIVATE_KEY, published at /.well-known/jwks.json.
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "EdDSA", "ES256", "RS256"] = "HS256"
+    jwt_keys_dir: str = ".authsvc/keys"
+    jwt_private_key: SecretStr | None = None
+    jwt_signing_kid: str | None = None
     jwt_access_secret: SecretStr | None = None
     jwt_access_age_s: int = Field(900, ge=1)
     jwt_refresh_secret: SecretStr | None = None
@@ -109,6 +114,15 @@ class Settings(BaseSettings):
         return self.node_env == "production"
 
     @property
+    def uses_hmac_access_tokens(self) -> bool:
+        return self.jwt_algorithm.startswith("HS")
+
+    @property
+    def refresh_algorithm(self) -> str:
+        """Refresh tokens only ever come back to authsvc: always a shared secret."""
+        return self.jwt_algorithm if self.uses_hmac_access_tokens else "HS256"
+
+    @property
     def users_backend(self) -> Literal["mysql", "sqlite"]:
         """Where users live: MySQL/MariaDB when configured, else the embedded SQLite."""
         if self.db_type in ("mysql", "mariadb"):
@@ -135,11 +149,15 @@ class Settings(BaseSettings):
     def _check_production(self) -> Settings:
         if not self.is_production:
             return self
-        for name in ("jwt_access_secret", "jwt_refresh_secret"):
+        # Asymmetric access tokens need no access secret; refresh tokens are always HMAC.
+        secrets_needed = ["jwt_refresh_secret"]
+        if self.uses_hmac_access_tokens:
+            secrets_needed.insert(0, "jwt_access_secret")
+        for name in secrets_needed:
             problem = secret_problem(getattr(self, name))
             if problem:
                 raise ValueError(f"{name.upper()} {problem}")
-        if self.jwt_access_secret == self.jwt_refresh_secret:
+        if self.uses_hmac_access_tokens and self.jwt_access_secret == self.jwt_refresh_secret:
             raise ValueError("JWT_REFRESH_SECRET must differ from JWT_ACCESS_SECRET")
         if self.users_backend != "mysql":
             raise ValueError(

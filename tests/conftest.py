@@ -113,6 +113,7 @@ def settings_for(
         "jwt_access_secret": ACCESS_SECRET,
         "jwt_refresh_secret": REFRESH_SECRET,
         "sqlite_path": str(tmp_path / "authsvc.sqlite3"),
+        "jwt_keys_dir": str(tmp_path / "keys"),
         "store_timeout_s": 3.0,
     }
     if backend == "servers":

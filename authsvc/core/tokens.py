@@ -1,8 +1,10 @@
 """Signing and verifying access and refresh tokens (PyJWT).
 
 Both token types carry ``sub`` (user id), ``sid`` (session), ``jti``, ``iat``, ``exp``,
-``iss``, ``aud`` and ``typ``. Each type has its own key, and ``typ`` is checked too, so an
-access token is useless as a refresh token and the reverse even if the keys were equal.
+``iss``, ``aud`` and ``typ``. Each type has its own key ring and ``typ`` is checked too,
+so an access token is useless as a refresh token and the reverse. Defences of RFC 8725
+§3: the algorithm is pinned per ring (never read from the token), the key is chosen by
+``kid`` among our own keys only (``jku``, ``x5u`` and ``jwk`` headers are never used).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import jwt
 
 from authsvc.core.clock import Clock
 from authsvc.core.errors import Unauthorized
+from authsvc.core.keys import KeyRing
 
 #: Every claim a token must carry; a token missing one is refused (RFC 7519 §4.1).
 REQUIRED_CLAIMS = ("sub", "sid", "jti", "iat", "exp", "iss", "aud", "typ")
@@ -22,10 +25,10 @@ REQUIRED_CLAIMS = ("sub", "sid", "jti", "iat", "exp", "iss", "aud", "typ")
 
 @dataclass(frozen=True, slots=True)
 class TokenType:
-    """A kind of token: its ``typ`` claim, its HMAC key and its lifetime."""
+    """A kind of token: its ``typ`` claim, its keys and its lifetime."""
 
     typ: str
-    secret: str
+    ring: KeyRing
     lifetime_s: int
 
 
@@ -45,7 +48,6 @@ class TokenCodec:
         *,
         access: TokenType,
         refresh: TokenType,
-        algorithm: str,
         issuer: str,
         audience: str,
         leeway_s: int,
@@ -53,7 +55,6 @@ class TokenCodec:
     ) -> None:
         self.access = access
         self.refresh = refresh
-        self._algorithm = algorithm
         self._issuer = issuer
         self._audience = audience
         self._leeway = timedelta(seconds=leeway_s)
@@ -72,16 +73,21 @@ class TokenCodec:
             "aud": self._audience,
             "typ": kind.typ,
         }
-        return jwt.encode(payload, kind.secret, algorithm=self._algorithm)
+        key = kind.ring.signing
+        headers = {"kid": key.kid} if key.kid else None
+        return jwt.encode(payload, key.private, algorithm=kind.ring.algorithm, headers=headers)
 
     def verify(self, kind: TokenType, token: str) -> Claims:
         """The claims of a valid token of ``kind``. Raises Unauthorized otherwise: bad
-        signature, other algorithm, expired, wrong issuer, audience or type."""
+        signature, other algorithm, unknown kid, expired, not yet valid, wrong issuer,
+        audience or type, a required claim missing."""
         try:
+            header = jwt.get_unverified_header(token)
+            key = kind.ring.verification_key(header.get("kid"))
             payload = jwt.decode(
                 token,
-                kind.secret,
-                algorithms=[self._algorithm],  # pinned: never trust the header's alg
+                key,
+                algorithms=[kind.ring.algorithm],  # pinned: never trust the header's alg
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,

@@ -66,6 +66,22 @@ class JSONHandler(tornado.web.RequestHandler):
         self.finish(json.dumps({"errors": [{"message": self._reason}]}))
 
 
+class JWKSHandler(JSONHandler):
+    """GET /.well-known/jwks.json: the public keys that verify access tokens."""
+
+    #: Verifiers cache the set this long; a new key is published (`authsvc keys
+    #: generate`) well before it signs, so they fetch it in time.
+    MAX_AGE_S = 300
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    def get(self) -> None:
+        self.outcome = "ok"
+        self.set_header("Cache-Control", f"public, max-age={self.MAX_AGE_S}")
+        self.write_json(200, self.services.tokens.access.ring.jwks())
+
+
 class NotFoundHandler(JSONHandler):
     def prepare(self) -> None:
         super().prepare()

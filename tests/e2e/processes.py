@@ -53,8 +53,8 @@ def authsvc_command(*args: str) -> list[str]:
 class ServiceProcess:
     """`authsvc serve` as a subprocess on a free loopback port, logs kept in a file."""
 
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, cwd: Path, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
         self.cwd = cwd
         self.log_path = cwd / f"authsvc-{self.port}.log"
         self._log = self.log_path.open("w")

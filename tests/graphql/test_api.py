@@ -146,7 +146,7 @@ async def test_forged_tokens_are_refused(client):
         forgeries = (
             jwt.encode(claims, ACCESS_SECRET, algorithm="HS256"),
             jwt.encode(claims, REFRESH_SECRET, algorithm="HS512"),
-            jwt.encode(claims, None, algorithm="none"),
+            jwt.encode(claims, None, algorithm="none"),  # type: ignore[arg-type]
         )
     for forged in forgeries:
         _, body = await client.post(REFRESH, token=forged)

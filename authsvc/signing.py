@@ -1,0 +1,166 @@
+"""The key rings the settings name, and the `authsvc keys` commands that manage them.
+
+Access tokens: HMAC with JWT_ACCESS_SECRET, or the private keys of JWT_KEYS_DIR (and
+JWT_PRIVATE_KEY). Refresh tokens: always HMAC with JWT_REFRESH_SECRET, since only
+authsvc ever verifies them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from authsvc.core.keys import (
+    Key,
+    KeyConfigError,
+    KeyRing,
+    asymmetric_key,
+    generate_private_key,
+    hmac_key,
+)
+from authsvc.settings import ConfigError, Settings
+from authsvc.stores import keyfiles
+
+log = logging.getLogger(__name__)
+
+
+def refresh_ring(settings: Settings) -> KeyRing:
+    return KeyRing(settings.refresh_algorithm, [hmac_key(_secret(settings, "refresh"))])
+
+
+def access_ring(settings: Settings) -> KeyRing:
+    """The access token keys. Outside production a missing asymmetric key is generated
+    into JWT_KEYS_DIR; production raises ConfigError, one line naming what to do."""
+    algorithm = settings.jwt_algorithm
+    if settings.uses_hmac_access_tokens:
+        return KeyRing(algorithm, [hmac_key(_secret(settings, "access"))])
+    try:
+        keys = _asymmetric_keys(settings)
+        if not keys:
+            if settings.is_production:
+                raise ConfigError(
+                    f"JWT_ALGORITHM={algorithm} needs a private key: run `authsvc keys "
+                    f"generate` (JWT_KEYS_DIR={settings.jwt_keys_dir}) or set JWT_PRIVATE_KEY"
+                )
+            info = generate_key(settings)
+            log.warning("no %s key found: generated %s (development only)", algorithm, info.source)
+            keys = _asymmetric_keys(settings)
+        return KeyRing(algorithm, keys, _signing_kid(settings))
+    except (KeyConfigError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    kid: str
+    source: str
+    signing: bool
+
+
+def list_keys(settings: Settings) -> list[KeyInfo]:
+    ring = access_ring(settings)
+    sources = {key.kid: source for source, key in _keyed_sources(settings)}
+    return [
+        KeyInfo(kid=key.kid or "-", source=sources.get(key.kid, "-"), signing=key is ring.signing)
+        for key in ring.keys
+    ]
+
+
+def generate_key(settings: Settings) -> KeyInfo:
+    """Add a key to JWT_KEYS_DIR. It is published at once; it signs only if it is the
+    first key (else `rotate` makes it sign), so verifiers can fetch it beforehand."""
+    _require_asymmetric(settings)
+    folder = Path(settings.jwt_keys_dir)
+    existing = keyfiles.key_files(folder)
+    if existing and keyfiles.read_signing_kid(folder) is None:
+        # Pin the key that signs now (the newest), or the new one would take over.
+        current = _file_kid(settings, existing[-1])
+        assert current is not None
+        keyfiles.write_signing_kid(folder, current)
+    path = keyfiles.write_key(folder, generate_private_key(settings.jwt_algorithm))
+    kid = _file_kid(settings, path)
+    assert kid is not None
+    if not existing:
+        keyfiles.write_signing_kid(folder, kid)
+    return KeyInfo(kid=kid, source=str(path), signing=not existing)
+
+
+def rotate_key(settings: Settings) -> KeyInfo:
+    """Make the newest key of JWT_KEYS_DIR sign (generating one if the newest already
+    signs). Tokens of the older keys keep verifying until those keys are removed."""
+    _require_asymmetric(settings)
+    folder = Path(settings.jwt_keys_dir)
+    files = keyfiles.key_files(folder)
+    newest = _file_kid(settings, files[-1]) if files else None
+    if newest is None or newest == keyfiles.read_signing_kid(folder):
+        info = generate_key(settings)
+        newest, source = info.kid, info.source
+    else:
+        source = str(files[-1])
+    keyfiles.write_signing_kid(folder, newest)
+    return KeyInfo(kid=newest, source=source, signing=True)
+
+
+def remove_key(settings: Settings, kid: str) -> Path:
+    """Delete a retired key: tokens it signed stop verifying. Refuses the signing key."""
+    _require_asymmetric(settings)
+    folder = Path(settings.jwt_keys_dir)
+    if kid == access_ring(settings).signing.kid:
+        raise ConfigError(f"key {kid} signs: rotate to another key before removing it")
+    for path in keyfiles.key_files(folder):
+        if _file_kid(settings, path) == kid:
+            path.unlink()
+            return path
+    raise ConfigError(f"no key {kid} in {folder}")
+
+
+def _asymmetric_keys(settings: Settings) -> list[Key]:
+    return [key for _, key in _keyed_sources(settings)]
+
+
+def _keyed_sources(settings: Settings) -> list[tuple[str, Key]]:
+    """(where it came from, key): files oldest first, then JWT_PRIVATE_KEY, which thus
+    signs by default when set."""
+    algorithm = settings.jwt_algorithm
+    found = [
+        (str(path), asymmetric_key(algorithm, private))
+        for path, private in keyfiles.load_key_files(Path(settings.jwt_keys_dir))
+    ]
+    if settings.jwt_private_key is not None:
+        pem = settings.jwt_private_key.get_secret_value().encode()
+        found.append(
+            (
+                "JWT_PRIVATE_KEY",
+                asymmetric_key(algorithm, keyfiles.load_pem(pem, "JWT_PRIVATE_KEY")),
+            )
+        )
+    return found
+
+
+def _signing_kid(settings: Settings) -> str | None:
+    if settings.jwt_signing_kid:
+        return settings.jwt_signing_kid
+    if settings.jwt_private_key is not None:
+        return None  # the environment's key, last in the ring
+    return keyfiles.read_signing_kid(Path(settings.jwt_keys_dir))
+
+
+def _file_kid(settings: Settings, path: Path) -> str | None:
+    key = asymmetric_key(settings.jwt_algorithm, keyfiles.load_pem(path.read_bytes(), str(path)))
+    return key.kid
+
+
+def _require_asymmetric(settings: Settings) -> None:
+    if settings.uses_hmac_access_tokens:
+        raise ConfigError(
+            f"JWT_ALGORITHM={settings.jwt_algorithm} signs with JWT_ACCESS_SECRET: key files "
+            "are for EdDSA, ES256 and RS256"
+        )
+
+
+def _secret(settings: Settings, kind: str) -> str:
+    secret = settings.jwt_access_secret if kind == "access" else settings.jwt_refresh_secret
+    if secret is None:  # load_settings fills these outside production; production checks
+        raise ConfigError(f"JWT_{kind.upper()}_SECRET is missing")
+    return secret.get_secret_value()
