@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
+import tornado.routing
 import tornado.web
 
 from authsvc.graphql.executor import GraphQLExecutor
-from authsvc.graphql.handler import GraphQLHandler, JSONHandler, JWKSHandler, NotFoundHandler
+from authsvc.graphql.handler import (
+    GraphQLHandler,
+    IntrospectionHandler,
+    JSONHandler,
+    JWKSHandler,
+    NotFoundHandler,
+)
 from authsvc.graphql.resolvers import RESOLVERS
 from authsvc.graphql.schema import build_executable_schema
 from authsvc.services import Services
@@ -45,19 +53,33 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 def make_app(settings: Settings, services: Services) -> tornado.web.Application:
     executor = GraphQLExecutor(build_executable_schema(RESOLVERS), settings.document_cache_size)
-    return tornado.web.Application(
-        [
+    routes: list[tornado.routing.Rule | tuple[Any, ...]] = [
+        (
+            r"/graphql",
+            GraphQLHandler,
+            {
+                "executor": executor,
+                "services": services,
+                "max_body_bytes": settings.max_body_bytes,
+            },
+        ),
+        (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),
+    ]
+    if settings.introspection_client_secret is not None:
+        # Not routed at all without a secret: nobody can reach it unauthenticated.
+        routes.append(
             (
-                r"/graphql",
-                GraphQLHandler,
+                r"/introspect",
+                IntrospectionHandler,
                 {
-                    "executor": executor,
                     "services": services,
-                    "max_body_bytes": settings.max_body_bytes,
+                    "client_id": settings.introspection_client_id,
+                    "client_secret": settings.introspection_client_secret.get_secret_value(),
                 },
-            ),
-            (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),
-        ],
+            )
+        )
+    return tornado.web.Application(
+        routes,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         xsrf_cookies=False,

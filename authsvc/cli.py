@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from authsvc import __version__, services, signing
+from authsvc.core.errors import UnknownUser
 from authsvc.server import serve
 from authsvc.settings import ConfigError, Settings, load_settings
 from authsvc.stores.base import StoreUnavailable
@@ -36,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands.add_parser("rotate", help="make the newest key sign (generating one if needed)")
     remove = key_commands.add_parser("remove", help="delete a retired key: its tokens die")
     remove.add_argument("kid")
+    users = commands.add_parser("users", help="manage accounts")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    for name, text in (
+        ("disable", "refuse the account everywhere and end all its sessions at once"),
+        ("enable", "let a disabled account log in again"),
+    ):
+        user_commands.add_parser(name, help=text).add_argument("email")
     return parser
 
 
@@ -61,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_config(settings)
         elif args.command == "keys":
             run_keys_command(settings, args)
-    except (ConfigError, MigrationsPending, StoreUnavailable) as exc:
+        elif args.command == "users":
+            asyncio.run(run_users_command(settings, args))
+    except (ConfigError, MigrationsPending, StoreUnavailable, UnknownUser) as exc:
         # One clear line, never a stack trace, for what an operator must fix.
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
@@ -83,6 +93,16 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
         print(f"{info.kid} signs now ({info.source}); restart the workers to pick it up")
     elif args.keys_command == "remove":
         print(f"removed {signing.remove_key(settings, args.kid)}")
+
+
+async def run_users_command(settings: Settings, args: argparse.Namespace) -> None:
+    opened = await services.open_services(settings)
+    try:
+        disable = args.users_command == "disable"
+        user = await opened.accounts.set_disabled(args.email, disable)
+        print(f"{'disabled' if disable else 'enabled'} {user.email}")
+    finally:
+        await opened.close()
 
 
 def configure_logging(level: str) -> None:

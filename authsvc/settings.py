@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     #: A session unused this long ends (0: only the absolute JWT_REFRESH_AGE_S applies).
     session_idle_timeout_s: int = Field(0, ge=0)
 
+    # --- introspection (RFC 7662) -------------------------------------------------------
+    #: POST /introspect exists only when a secret is set; callers authenticate with
+    #: HTTP Basic (client id and secret).
+    introspection_client_id: str = "introspect"
+    introspection_client_secret: SecretStr | None = None
+
     # --- accounts and passwords --------------------------------------------------------
     bcrypt_rounds: int = Field(12, ge=4, le=31)
     hash_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
@@ -153,6 +159,8 @@ class Settings(BaseSettings):
         secrets_needed = ["jwt_refresh_secret"]
         if self.uses_hmac_access_tokens:
             secrets_needed.insert(0, "jwt_access_secret")
+        if self.introspection_client_secret is not None:
+            secrets_needed.append("introspection_client_secret")
         for name in secrets_needed:
             problem = secret_problem(getattr(self, name))
             if problem:

@@ -142,12 +142,7 @@ class SessionService:
     async def authenticate(self, access_token: str) -> Caller:
         """The caller of a valid access token whose session is alive and whose account
         is neither gone nor disabled. Raises Unauthorized."""
-        claims = self._tokens.verify(self._tokens.access, access_token)
-        if await self._sessions.get(claims.sub, claims.sid) is None:
-            raise Unauthorized()  # logged out, revoked or expired: the online check
-        user = await self._users.get(claims.sub)
-        if user is None or user.disabled:
-            raise Unauthorized()
+        claims, user = await self._authenticated_claims(access_token)
         return Caller(user=user, session_id=claims.sid)
 
     async def user_for_access_token(self, access_token: str) -> User:
@@ -176,6 +171,32 @@ class SessionService:
         await self._accounts.change_password(
             caller.user, current_password, new_password, keep_session=caller.session_id
         )
+
+    async def introspect(self, token: str) -> Claims | None:
+        """The claims of ``token`` if it is active now (RFC 7662): a valid access token
+        whose session and account are alive, or a refresh token that is its session's
+        current one. Changes nothing; None for anything else."""
+        try:
+            return (await self._authenticated_claims(token))[0]
+        except Unauthorized:
+            pass
+        try:
+            claims = self._tokens.verify(self._tokens.refresh, token)
+        except Unauthorized:
+            return None
+        session = await self._sessions.get(claims.sub, claims.sid)
+        if session is None or session.refresh_jti_hash != jti_hash(claims.jti):
+            return None
+        return claims
+
+    async def _authenticated_claims(self, access_token: str) -> tuple[Claims, User]:
+        claims = self._tokens.verify(self._tokens.access, access_token)
+        if await self._sessions.get(claims.sub, claims.sid) is None:
+            raise Unauthorized()  # logged out, revoked or expired: the online check
+        user = await self._users.get(claims.sub)
+        if user is None or user.disabled:
+            raise Unauthorized()
+        return claims, user
 
     async def _use(self, claims: Claims, rotate_to: str | None) -> None:
         outcome = await self._sessions.use_refresh(

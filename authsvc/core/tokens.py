@@ -55,8 +55,8 @@ class TokenCodec:
     ) -> None:
         self.access = access
         self.refresh = refresh
-        self._issuer = issuer
-        self._audience = audience
+        self.issuer = issuer
+        self.audience = audience
         self._leeway = timedelta(seconds=leeway_s)
         self._clock = clock
 
@@ -69,8 +69,8 @@ class TokenCodec:
             "jti": jti or uuid.uuid4().hex,
             "iat": iat,
             "exp": iat + kind.lifetime_s,
-            "iss": self._issuer,
-            "aud": self._audience,
+            "iss": self.issuer,
+            "aud": self.audience,
             "typ": kind.typ,
         }
         key = kind.ring.signing
@@ -88,8 +88,8 @@ class TokenCodec:
                 token,
                 key,
                 algorithms=[kind.ring.algorithm],  # pinned: never trust the header's alg
-                audience=self._audience,
-                issuer=self._issuer,
+                audience=self.audience,
+                issuer=self.issuer,
                 leeway=self._leeway,
                 options={"require": list(REQUIRED_CLAIMS)},
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import logging
 import re
@@ -80,6 +82,59 @@ class JWKSHandler(JSONHandler):
         self.outcome = "ok"
         self.set_header("Cache-Control", f"public, max-age={self.MAX_AGE_S}")
         self.write_json(200, self.services.tokens.access.ring.jwks())
+
+
+class IntrospectionHandler(JSONHandler):
+    """POST /introspect (RFC 7662): is this token active now? For services that want the
+    online check. Callers authenticate with HTTP Basic (client id and secret)."""
+
+    def initialize(self, services: Services, client_id: str, client_secret: str) -> None:
+        self.services = services
+        self.expected = f"{client_id}:{client_secret}".encode()
+
+    async def post(self) -> None:
+        if not self._client_authenticated():
+            self.outcome = "http_401"
+            self.set_header("WWW-Authenticate", 'Basic realm="authsvc introspection"')
+            self.write_json(401, {"error": "invalid_client"})
+            return
+        token = self.get_body_argument("token", "").strip()
+        if not token:
+            self.outcome = "http_400"
+            self.write_json(
+                400, {"error": "invalid_request", "error_description": "token is required"}
+            )
+            return
+        claims = await self.services.sessions.introspect(token)
+        self.outcome = "active" if claims else "inactive"
+        self.set_header("Cache-Control", "no-store")
+        if claims is None:
+            self.write_json(200, {"active": False})
+            return
+        self.write_json(
+            200,
+            {
+                "active": True,
+                "token_type": f"{claims.typ}_token",
+                "sub": claims.sub,
+                "sid": claims.sid,
+                "jti": claims.jti,
+                "iat": claims.iat,
+                "exp": claims.exp,
+                "iss": self.services.tokens.issuer,
+                "aud": self.services.tokens.audience,
+            },
+        )
+
+    def _client_authenticated(self) -> bool:
+        scheme, _, encoded = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True)
+        except ValueError:
+            return False
+        return hmac.compare_digest(given, self.expected)
 
 
 class NotFoundHandler(JSONHandler):
