@@ -9,6 +9,7 @@ from typing import Any
 import tornado.routing
 import tornado.web
 
+from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.executor import GraphQLExecutor
 from authsvc.graphql.handler import (
     GraphQLHandler,
@@ -17,6 +18,7 @@ from authsvc.graphql.handler import (
     JWKSHandler,
     NotFoundHandler,
 )
+from authsvc.graphql.limits import QueryLimits
 from authsvc.graphql.resolvers import RESOLVERS
 from authsvc.graphql.schema import build_executable_schema
 from authsvc.services import Services
@@ -52,7 +54,18 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_app(settings: Settings, services: Services) -> tornado.web.Application:
-    executor = GraphQLExecutor(build_executable_schema(RESOLVERS), settings.document_cache_size)
+    limits = QueryLimits(
+        max_depth=settings.graphql_max_depth,
+        max_aliases=settings.graphql_max_aliases,
+        max_root_fields=settings.graphql_max_root_fields,
+        max_tokens=settings.graphql_max_tokens,
+        max_variables_bytes=settings.graphql_max_variables_bytes,
+        introspection=settings.introspection_enabled,
+        suggestions=settings.introspection_enabled,
+    )
+    executor = GraphQLExecutor(
+        build_executable_schema(RESOLVERS), settings.document_cache_size, limits
+    )
     routes: list[tornado.routing.Rule | tuple[Any, ...]] = [
         (
             r"/graphql",
@@ -60,7 +73,9 @@ def make_app(settings: Settings, services: Services) -> tornado.web.Application:
             {
                 "executor": executor,
                 "services": services,
+                "addresses": ClientAddressResolver(settings.trusted_proxy_networks),
                 "max_body_bytes": settings.max_body_bytes,
+                "batch_max": settings.graphql_batch_max,
             },
         ),
         (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),

@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 from authsvc.core.accounts import AccountService
 from authsvc.core.clock import Clock, utc_now
 from authsvc.core.passwords import PasswordHasher
+from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
 from authsvc.core.sessions import SessionPolicy, SessionService
 from authsvc.core.tokens import TokenCodec, TokenType
 from authsvc.core.validation import PasswordPolicy
 from authsvc.settings import Settings
 from authsvc.signing import access_ring, refresh_ring
 from authsvc.stores import mysql, sqlite
-from authsvc.stores.base import SessionStore, UserStore
+from authsvc.stores.base import CounterStore, SessionStore, UserStore
 from authsvc.stores.migrations import Migration, MigrationsPending, latest_version
-from authsvc.stores.redis import RedisSessionStore
+from authsvc.stores.redis import RedisCounterStore, RedisSessionStore
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
     Raises StoreUnavailable when a configured server cannot be reached."""
     closers: list[Closer] = []
     try:
-        users, sessions = await _open_stores(settings, closers)
+        users, sessions, counters = await _open_stores(settings, closers)
     except BaseException:
         for close in reversed(closers):
             await close()
@@ -86,11 +87,13 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
         hasher.close()
 
     closers.insert(0, close_hasher)
+    limiter = RateLimiter(counters, clock, rate_limit_policy(settings))
     accounts = AccountService(
         users,
         sessions,
         hasher,
         clock,
+        limiter,
         policy=PasswordPolicy(
             min_length=settings.password_min_length,
             reject_common=settings.password_reject_common,
@@ -114,6 +117,7 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
             sessions,
             tokens,
             clock,
+            limiter,
             SessionPolicy(
                 rotation_required=settings.refresh_rotation == "required",
                 reuse_grace_s=settings.refresh_reuse_grace_s,
@@ -124,7 +128,22 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
     )
 
 
-async def _open_stores(settings: Settings, closers: list[Closer]) -> tuple[UserStore, SessionStore]:
+def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
+    return RateLimitPolicy(
+        login_failures_per_account=Limit.parse(settings.rate_limit_login_failures_per_account),
+        login_attempts_per_ip=Limit.parse(settings.rate_limit_login_per_ip),
+        registrations_per_ip=Limit.parse(settings.rate_limit_register_per_ip),
+        refreshes_per_session=Limit.parse(settings.rate_limit_refresh_per_session),
+        password_changes_per_account=Limit.parse(settings.rate_limit_password_change_per_account),
+        consecutive_failures=Limit(
+            settings.lockout_consecutive_failures, settings.lockout_window_s
+        ),
+    )
+
+
+async def _open_stores(
+    settings: Settings, closers: list[Closer]
+) -> tuple[UserStore, SessionStore, CounterStore]:
     sqlite_db: sqlite.SQLiteDatabase | None = None
 
     async def embedded() -> sqlite.SQLiteDatabase:
@@ -165,6 +184,12 @@ async def _open_stores(settings: Settings, closers: list[Closer]) -> tuple[UserS
         closers.append(redis_store.close)
         await redis_store.ping()
         sessions = redis_store
+        counters: CounterStore = RedisCounterStore(
+            redis_store.client,
+            key_prefix=settings.redis_key_prefix,
+            timeout_s=settings.store_timeout_s,
+        )
     else:
         sessions = sqlite.SQLiteSessionStore(await embedded())
-    return users, sessions
+        counters = sqlite.SQLiteCounterStore(await embedded())
+    return users, sessions, counters

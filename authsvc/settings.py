@@ -7,6 +7,7 @@ the package reads ``os.environ``: the CLI builds one ``Settings`` and passes it 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,10 @@ MIN_SECRET_BYTES = 32
 
 #: Secrets shipped in examples and tutorials; a production process refuses them.
 EXAMPLE_SECRET_PREFIXES = ("change-me", "changeme", "example", "secret", "your-")
+
+
+#: A rate limit: COUNT/SECONDS, or off.
+_LIMIT = r"^(off|\d+/\d+(\.\d+)?)$"
 
 
 class ConfigError(Exception):
@@ -98,6 +103,17 @@ class Settings(BaseSettings):
     #: A session unused this long ends (0: only the absolute JWT_REFRESH_AGE_S applies).
     session_idle_timeout_s: int = Field(0, ge=0)
 
+    # --- rate limits and lockout: COUNT/SECONDS (a fixed window), or "off" ----------------
+    rate_limit_login_failures_per_account: str = Field("10/900", pattern=_LIMIT)
+    rate_limit_login_per_ip: str = Field("30/60", pattern=_LIMIT)
+    rate_limit_register_per_ip: str = Field("20/3600", pattern=_LIMIT)
+    rate_limit_refresh_per_session: str = Field("60/60", pattern=_LIMIT)
+    rate_limit_password_change_per_account: str = Field("5/3600", pattern=_LIMIT)
+    #: Failed logins in a row (reset by a success) after which an account is refused
+    #: for the rest of LOCKOUT_WINDOW_S; at most 100 (NIST SP 800-63B §5.2.2).
+    lockout_consecutive_failures: int = Field(100, ge=1, le=100)
+    lockout_window_s: int = Field(86400, ge=60, le=7 * 86400)
+
     # --- introspection (RFC 7662) -------------------------------------------------------
     #: POST /introspect exists only when a secret is set; callers authenticate with
     #: HTTP Basic (client id and secret).
@@ -115,9 +131,40 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     document_cache_size: int = Field(512, ge=0, le=100_000)
 
+    #: Addresses or CIDR ranges of the proxies in front (nginx), comma-separated: only
+    #: from these are X-Forwarded-For / X-Real-IP believed.
+    trusted_proxies: str = ""
+
+    # --- GraphQL limits (checked before any resolver runs) --------------------------------
+    graphql_max_depth: int = Field(8, ge=2, le=100)
+    graphql_max_aliases: int = Field(10, ge=0, le=10_000)
+    graphql_max_root_fields: int = Field(10, ge=1, le=10_000)
+    graphql_max_tokens: int = Field(1000, ge=50, le=1_000_000)
+    graphql_max_variables_bytes: int = Field(8192, ge=256, le=16 * 1024 * 1024)
+    #: Introspection and "Did you mean …" suggestions; unset: on outside production.
+    graphql_introspection: bool | None = None
+    #: Operations per batched request (a JSON array body); 0 turns batching off.
+    graphql_batch_max: int = Field(0, ge=0, le=100)
+
     @property
     def is_production(self) -> bool:
         return self.node_env == "production"
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return parse_networks(self.trusted_proxies)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        parse_networks(value)  # raises ValueError naming the bad entry
+        return value
+
+    @property
+    def introspection_enabled(self) -> bool:
+        if self.graphql_introspection is None:
+            return not self.is_production
+        return self.graphql_introspection
 
     @property
     def uses_hmac_access_tokens(self) -> bool:
@@ -188,6 +235,18 @@ class Settings(BaseSettings):
                 value = "**********" if value.get_secret_value() else ""
             out[name.upper()] = value
         return out
+
+
+def parse_networks(entries: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or CIDR ranges. Raises ValueError naming a bad one."""
+    networks = []
+    for entry in (e.strip() for e in entries.split(",")):
+        if entry:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR range") from None
+    return networks
 
 
 def secret_problem(secret: SecretStr | None) -> str | None:

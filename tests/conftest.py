@@ -125,7 +125,8 @@ def settings_for(
             "db_password": mysql_server.password,
             "db_name": mysql_server.database,
             "redis_url": redis_server.url,
-            "redis_key_prefix": redis_server.prefix,
+            # A namespace per test: rate-limit counters of one test never reach another.
+            "redis_key_prefix": f"{redis_server.prefix}{uuid.uuid4().hex[:8]}:",
         }
     else:
         assert backend == "embedded", backend

@@ -7,6 +7,7 @@ import uuid
 from authsvc.core.clock import Clock
 from authsvc.core.errors import FieldError, InvalidInput, UnknownUser, invalid_login
 from authsvc.core.passwords import PasswordHasher
+from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
 from authsvc.stores.base import DuplicateEmail, SessionStore, User, UserStore
 
@@ -18,6 +19,7 @@ class AccountService:
         sessions: SessionStore,
         hasher: PasswordHasher,
         clock: Clock,
+        limiter: RateLimiter,
         *,
         policy: PasswordPolicy,
         email_confirmation: bool,
@@ -26,12 +28,15 @@ class AccountService:
         self._sessions = sessions
         self._hasher = hasher
         self._clock = clock
+        self._limiter = limiter
         self._policy = policy
         self._email_confirmation = email_confirmation
 
-    async def register(self, email: str, password: str) -> User:
-        """Create an account. Raises InvalidInput with every field error, or
-        "already taken" when the email exists (also when a concurrent call won)."""
+    async def register(self, email: str, password: str, client_ip: str) -> User:
+        """Create an account. Raises RateLimited past the registrations allowed from
+        ``client_ip``, InvalidInput with every field error, or "already taken" when the
+        email exists (also when a concurrent call won)."""
+        await self._limiter.hit("register-ip", client_ip, self._limiter.policy.registrations_per_ip)
         errors = email_errors(email) + self._policy.errors(password, email)
         if errors:
             raise InvalidInput(errors)
@@ -56,14 +61,33 @@ class AccountService:
             raise _email_taken() from None
         return user
 
-    async def check_credentials(self, email: str, password: str) -> User:
+    async def check_credentials(self, email: str, password: str, client_ip: str) -> User:
         """The user whose email and password these are, if they may log in.
 
-        Raises the one "invalid login" InvalidInput for an unknown email, a wrong
-        password, a disabled or an unconfirmed account, after the same hash work.
-        A hash of fewer rounds than configured is replaced on success.
+        Raises RateLimited, before any hashing, past the attempts allowed from
+        ``client_ip`` or the failures allowed on the account (also for an email with no
+        account, so limits tell nothing either). Raises the one "invalid login"
+        InvalidInput for an unknown email, a wrong password, a disabled or an
+        unconfirmed account, after the same hash work. A hash of fewer rounds than
+        configured is replaced on success.
         """
-        user = await self._users.get_by_email(normalize_email(email))
+        limits = self._limiter.policy
+        email = normalize_email(email)
+        await self._limiter.hit("login-ip", client_ip, limits.login_attempts_per_ip)
+        await self._limiter.check("login-fail", email, limits.login_failures_per_account)
+        await self._limiter.check("login-streak", email, limits.consecutive_failures)
+        try:
+            user = await self._verified_user(email, password)
+        except InvalidInput:
+            await self._limiter.count("login-fail", email, limits.login_failures_per_account)
+            await self._limiter.count("login-streak", email, limits.consecutive_failures)
+            raise
+        await self._limiter.reset("login-fail", email)
+        await self._limiter.reset("login-streak", email)
+        return user
+
+    async def _verified_user(self, email: str, password: str) -> User:
+        user = await self._users.get_by_email(email)
         if user is None:
             await self._hasher.burn()
             raise invalid_login()
@@ -82,8 +106,10 @@ class AccountService:
         self, user: User, current_password: str, new_password: str, keep_session: str
     ) -> None:
         """Replace the password and end every session but ``keep_session``.
-        Raises InvalidInput when the current password is wrong or the new one breaks a
-        rule."""
+        Raises RateLimited past the changes allowed, InvalidInput when the current
+        password is wrong or the new one breaks a rule."""
+        limit = self._limiter.policy.password_changes_per_account
+        await self._limiter.hit("password-change", user.id, limit, path="currentPassword")
         if not await self._hasher.verify(current_password, user.password_hash):
             raise InvalidInput([FieldError("currentPassword", "invalid password")])
         errors = self._policy.errors(new_password, user.email, path="newPassword")

@@ -18,6 +18,7 @@ from datetime import timedelta
 from authsvc.core.accounts import AccountService
 from authsvc.core.clock import Clock
 from authsvc.core.errors import RotationRequired, Unauthorized
+from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.tokens import Claims, TokenCodec
 from authsvc.stores.base import RefreshUse, Session, SessionStore, User, UserStore
 
@@ -83,8 +84,10 @@ class SessionService:
         sessions: SessionStore,
         tokens: TokenCodec,
         clock: Clock,
+        limiter: RateLimiter,
         policy: SessionPolicy,
     ) -> None:
+        self._limiter = limiter
         self._accounts = accounts
         self._users = users
         self._sessions = sessions
@@ -95,7 +98,7 @@ class SessionService:
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         """Check the credentials and start a session. Raises InvalidInput ("invalid
         login") for any refusal."""
-        user = await self._accounts.check_credentials(email, password)
+        user = await self._accounts.check_credentials(email, password, client.ip)
         now = self._clock()
         session_id = uuid.uuid4().hex
         refresh_jti = uuid.uuid4().hex
@@ -199,6 +202,8 @@ class SessionService:
         return claims, user
 
     async def _use(self, claims: Claims, rotate_to: str | None) -> None:
+        limit = self._limiter.policy.refreshes_per_session
+        await self._limiter.hit("refresh", claims.sid, limit, path="token")
         outcome = await self._sessions.use_refresh(
             claims.sub,
             claims.sid,

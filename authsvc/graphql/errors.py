@@ -18,6 +18,9 @@ from authsvc.stores.base import StoreUnavailable
 
 log = logging.getLogger("authsvc.errors")
 
+#: Messages can quote the input (a field name, a value): never more than an excerpt.
+MAX_MESSAGE_CHARS = 200
+
 UNAVAILABLE_MESSAGE = "Service temporarily unavailable, retry later"
 INTERNAL_MESSAGE = "Internal server error"
 
@@ -36,6 +39,8 @@ def _format(error: GraphQLError, request_id: str, default_code: str | None) -> d
     # coercion): its message is meant for the client.
     if original is None or isinstance(original, DomainError | GraphQLError):
         formatted: dict[str, Any] = dict(error.formatted)
+        if len(formatted["message"]) > MAX_MESSAGE_CHARS:
+            formatted["message"] = formatted["message"][: MAX_MESSAGE_CHARS - 1] + "…"
         extensions: dict[str, Any] = dict(formatted.get("extensions") or {})
         if default_code and "code" not in extensions:
             formatted["extensions"] = extensions | {"code": default_code}

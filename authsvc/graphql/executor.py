@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +19,13 @@ from graphql import (
     execute,
     get_operation_ast,
     parse,
+    specified_rules,
     validate,
 )
 
 from authsvc.graphql.context import RequestContext
 from authsvc.graphql.errors import format_errors
+from authsvc.graphql.limits import QueryLimits, limit_rules
 
 
 class MutationOverGet(Exception):
@@ -46,9 +49,11 @@ class DocumentCache:
     same few query strings arrive again and again.
     """
 
-    def __init__(self, schema: GraphQLSchema, size: int) -> None:
+    def __init__(self, schema: GraphQLSchema, size: int, limits: QueryLimits) -> None:
         self._schema = schema
         self._size = size
+        self._limits = limits
+        self._rules = [*specified_rules, *limit_rules(limits)]
         self._entries: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = (
             OrderedDict()
         )
@@ -60,12 +65,17 @@ class DocumentCache:
             self._entries.move_to_end(query)
             return entry
         try:
-            document: DocumentNode | None = parse(query)
+            document: DocumentNode | None = parse(query, max_tokens=self._limits.max_tokens)
         except GraphQLError as error:
             entry = (None, [error])
         else:
             assert document is not None
-            errors = validate(self._schema, document)
+            errors = validate(
+                self._schema,
+                document,
+                rules=self._rules,
+                hide_suggestions=not self._limits.suggestions,
+            )
             entry = (None, list(errors)) if errors else (document, [])
         if self._size:
             self._entries[query] = entry
@@ -75,9 +85,10 @@ class DocumentCache:
 
 
 class GraphQLExecutor:
-    def __init__(self, schema: GraphQLSchema, cache_size: int) -> None:
+    def __init__(self, schema: GraphQLSchema, cache_size: int, limits: QueryLimits) -> None:
         self._schema = schema
-        self._documents = DocumentCache(schema, cache_size)
+        self._documents = DocumentCache(schema, cache_size, limits)
+        self._max_variables_bytes = limits.max_variables_bytes
 
     async def run(
         self,
@@ -91,6 +102,12 @@ class GraphQLExecutor:
         """Execute one request. Raises MutationOverGet when ``allow_mutation`` is False
         and the operation is a mutation."""
         document, errors = self._documents.get(query)
+        if document is not None and variables:
+            size = len(json.dumps(variables, separators=(",", ":")))
+            if size > self._max_variables_bytes:
+                limit = self._max_variables_bytes
+                document = None
+                errors = [GraphQLError(f"Variables of {size} bytes exceed the limit of {limit}.")]
         if document is None:
             code = (
                 "GRAPHQL_PARSE_FAILED" if _is_syntax_error(errors) else "GRAPHQL_VALIDATION_FAILED"

@@ -9,11 +9,13 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import tornado.web
 
 from authsvc.core.sessions import ClientInfo
+from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.context import RequestContext
 from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
 from authsvc.services import Services
@@ -45,7 +47,7 @@ class JSONHandler(tornado.web.RequestHandler):
         self.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         self.set_header("X-Request-ID", self.request_id)
 
-    def write_json(self, status: int, body: dict[str, Any]) -> None:
+    def write_json(self, status: int, body: dict[str, Any] | list[Any]) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(body, separators=(",", ":")))
@@ -149,11 +151,18 @@ class GraphQLHandler(JSONHandler):
     buffered: from its Content-Length at once, or once the chunks pass the limit."""
 
     def initialize(
-        self, executor: GraphQLExecutor, services: Services, max_body_bytes: int
+        self,
+        executor: GraphQLExecutor,
+        services: Services,
+        addresses: ClientAddressResolver,
+        max_body_bytes: int,
+        batch_max: int,
     ) -> None:
         self.executor = executor
         self.services = services
+        self.addresses = addresses
         self.max_body_bytes = max_body_bytes
+        self.batch_max = batch_max
         self.body = bytearray()
         self.body_too_large = False
 
@@ -183,15 +192,16 @@ class GraphQLHandler(JSONHandler):
                 body = json.loads(self.body)
             except (ValueError, UnicodeDecodeError):
                 raise BadRequest(400, "Request body is not valid JSON") from None
+            if isinstance(body, list):
+                await self._run_batch(body)
+                return
             if not isinstance(body, dict):
                 raise BadRequest(400, "Request body must be a JSON object")
-            query, variables, operation_name = _unpack(
-                body.get("query"), body.get("variables"), body.get("operationName")
-            )
+            response = await self._run_graphql(_unpack_object(body), allow_mutation=True)
         except BadRequest as exc:
             self._refuse(exc)
             return
-        await self._run_graphql(query, variables, operation_name, allow_mutation=True)
+        self._answer(response)
 
     async def get(self) -> None:
         try:
@@ -200,42 +210,58 @@ class GraphQLHandler(JSONHandler):
                 variables = json.loads(raw_variables) if raw_variables else None
             except ValueError:
                 raise BadRequest(400, "variables is not valid JSON") from None
-            query, variables, operation_name = _unpack(
+            request = _unpack(
                 self.get_query_argument("query", None),
                 variables,
                 self.get_query_argument("operationName", None),
             )
+            response = await self._run_graphql(request, allow_mutation=False)
         except BadRequest as exc:
             self._refuse(exc)
             return
-        await self._run_graphql(query, variables, operation_name, allow_mutation=False)
+        self._answer(response)
 
-    async def _run_graphql(
-        self,
-        query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-        *,
-        allow_mutation: bool,
-    ) -> None:
+    async def _run_batch(self, items: list[Any]) -> None:
+        """A JSON array of operations, when GRAPHQL_BATCH_MAX allows: each is executed
+        (and rate limited) on its own, in order. Raises BadRequest."""
+        if not self.batch_max:
+            raise BadRequest(400, "Batched requests (a JSON array body) are off on this server")
+        if not 1 <= len(items) <= self.batch_max:
+            raise BadRequest(400, f"A batch holds 1 to {self.batch_max} operations")
+        if not all(isinstance(item, dict) for item in items):
+            raise BadRequest(400, "Every operation of a batch must be a JSON object")
+        requests = [_unpack_object(item) for item in items]
+        responses = [await self._run_graphql(r, allow_mutation=True) for r in requests]
+        self.operation = ",".join(r.operation for r in responses)
+        self.outcome = ",".join(r.outcome for r in responses)
+        self.write_json(200, [r.body for r in responses])
+
+    async def _run_graphql(self, request: GraphQLRequest, *, allow_mutation: bool) -> Response:
+        headers = self.request.headers
         context = RequestContext(
             services=self.services,
-            authorization=self.request.headers.get("Authorization"),
+            authorization=headers.get("Authorization"),
             client=ClientInfo(
-                ip=self.request.remote_ip or "",
-                user_agent=self.request.headers.get("User-Agent", ""),
+                ip=self.addresses.resolve(
+                    self.request.remote_ip or "",
+                    headers.get("X-Forwarded-For"),
+                    headers.get("X-Real-IP"),
+                ),
+                user_agent=headers.get("User-Agent", ""),
             ),
             request_id=self.request_id,
         )
         try:
-            response = await self.executor.run(
-                query, variables, operation_name, context, allow_mutation=allow_mutation
+            return await self.executor.run(
+                request.query,
+                request.variables,
+                request.operation_name,
+                context,
+                allow_mutation=allow_mutation,
             )
         except MutationOverGet:
             self.set_header("Allow", "POST")
-            self._refuse(BadRequest(405, "Mutations must be sent with POST"))
-            return
-        self._answer(response)
+            raise BadRequest(405, "Mutations must be sent with POST") from None
 
     def _answer(self, response: Response) -> None:
         self.operation = response.operation
@@ -247,9 +273,18 @@ class GraphQLHandler(JSONHandler):
         self.write_json(exc.status, {"errors": [{"message": exc.message}]})
 
 
-def _unpack(
-    query: Any, variables: Any, operation_name: Any
-) -> tuple[str, dict[str, Any] | None, str | None]:
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+
+def _unpack_object(body: dict[str, Any]) -> GraphQLRequest:
+    return _unpack(body.get("query"), body.get("variables"), body.get("operationName"))
+
+
+def _unpack(query: Any, variables: Any, operation_name: Any) -> GraphQLRequest:
     """Check the three request fields' types. Raises BadRequest (400)."""
     if not isinstance(query, str) or not query.strip():
         raise BadRequest(400, 'Missing query: send {"query": "…"}')
@@ -257,4 +292,4 @@ def _unpack(
         raise BadRequest(400, "variables must be a JSON object")
     if operation_name is not None and not isinstance(operation_name, str):
         raise BadRequest(400, "operationName must be a string")
-    return query, variables, operation_name or None
+    return GraphQLRequest(query, variables, operation_name or None)

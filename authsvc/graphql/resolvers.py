@@ -61,7 +61,8 @@ async def resolve_me(_root: None, info: Info) -> dict[str, Any]:
 
 async def resolve_register(_root: None, info: Info, email: str, password: str) -> dict[str, Any]:
     try:
-        user = await _ctx(info).services.accounts.register(email, password)
+        ctx = _ctx(info)
+        user = await ctx.services.accounts.register(email, password, ctx.client.ip)
     except InvalidInput as exc:
         return refused(exc)
     return mutation_response(201, json.dumps(user_fields(user), default=serialize_datetime))

@@ -69,6 +69,26 @@ class RefreshUse(enum.Enum):
     MISSING = "missing"  # no live session: never was, expired, idle too long, or revoked
 
 
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A fixed-window counter: hits so far and when the window (and count) resets."""
+
+    count: int
+    resets_at: datetime
+
+
+class CounterStore(Protocol):
+    """Counters with expiry, shared by every worker process (rate limits)."""
+
+    async def increment(self, key: str, window_s: float) -> Counter:
+        """Count one hit; the first hit of a window starts it, ``window_s`` long."""
+
+    async def peek(self, key: str) -> Counter | None:
+        """The live counter, or None if it has none or its window has passed."""
+
+    async def reset(self, key: str) -> None: ...
+
+
 class UserStore(Protocol):
     async def get(self, user_id: str) -> User | None:
         """The user with that id, or None."""

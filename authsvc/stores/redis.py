@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from authsvc.stores.base import RefreshUse, Session, StoreUnavailable
+from authsvc.stores.base import Counter, RefreshUse, Session, StoreUnavailable
 
 _UNAVAILABLE = (TimeoutError, OSError, RedisConnectionError, RedisTimeoutError)
 
@@ -56,12 +56,55 @@ return 'reused'
 """
 
 
+# INCR, and start the window on the first hit: one round trip, atomic.
+_INCREMENT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('PTTL', KEYS[1])}
+"""
+
+
+class RedisCounterStore:
+    """Rate-limit counters at ``<prefix>rl:<key>``, expiring with their window."""
+
+    def __init__(self, client: redis.Redis, *, key_prefix: str, timeout_s: float) -> None:
+        self._client = client
+        self._prefix = key_prefix + "rl:"
+        self._timeout_s = timeout_s
+        self._increment = client.register_script(_INCREMENT)
+
+    async def increment(self, key: str, window_s: float) -> Counter:
+        async with _guarded(self._timeout_s):
+            count, ttl_ms = await self._increment(
+                keys=[self._prefix + key], args=[max(1, int(window_s * 1000))]
+            )
+        return Counter(int(count), _in_ms(int(ttl_ms)))
+
+    async def peek(self, key: str) -> Counter | None:
+        async with _guarded(self._timeout_s), self._client.pipeline(transaction=True) as pipe:
+            pipe.get(self._prefix + key)
+            pipe.pttl(self._prefix + key)
+            count, ttl_ms = await pipe.execute()
+        if count is None or int(ttl_ms) <= 0:
+            return None
+        return Counter(int(count), _in_ms(int(ttl_ms)))
+
+    async def reset(self, key: str) -> None:
+        async with _guarded(self._timeout_s):
+            await self._client.delete(self._prefix + key)
+
+
 class RedisSessionStore:
     def __init__(self, client: redis.Redis, *, key_prefix: str, timeout_s: float) -> None:
         self._client = client
         self._prefix = key_prefix
         self._timeout_s = timeout_s
         self._use_refresh = client.register_script(_USE_REFRESH)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The connection pool, for the other stores that live in the same Redis."""
+        return self._client
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str, timeout_s: float) -> RedisSessionStore:
@@ -174,14 +217,18 @@ class RedisSessionStore:
         fields: dict[str, str] = await self._client.hgetall(key)  # type: ignore[assignment]
         return fields
 
-    @asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
-        """Bound the call in time and translate redis-py's errors."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                yield
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}") from exc
+    def _guard(self) -> AbstractAsyncContextManager[None]:
+        return _guarded(self._timeout_s)
+
+
+@asynccontextmanager
+async def _guarded(timeout_s: float) -> AsyncIterator[None]:
+    """Bound a call in time and translate redis-py's errors."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}") from exc
 
 
 def _fields(session: Session) -> dict[Any, str | int]:
@@ -215,6 +262,10 @@ def _session(user_id: str, session_id: str, fields: dict[str, str]) -> Session |
         parent_jti_hash=fields.get("parent_jti_hash", ""),
         rotated_at=_datetime(rotated_at) if rotated_at else None,
     )
+
+
+def _in_ms(ms: int) -> datetime:
+    return datetime.now(UTC) + timedelta(milliseconds=max(ms, 0))
 
 
 def _ms(moment: datetime) -> int:

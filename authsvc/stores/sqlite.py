@@ -19,7 +19,13 @@ from typing import Any
 
 import aiosqlite
 
-from authsvc.stores.base import RefreshUse, Session, StoreUnavailable, UniqueViolation
+from authsvc.stores.base import (
+    Counter,
+    RefreshUse,
+    Session,
+    StoreUnavailable,
+    UniqueViolation,
+)
 from authsvc.stores.migrations import Migration, pending
 from authsvc.stores.sql import SQLUserStore
 
@@ -219,6 +225,41 @@ class SQLiteSessionStore:
             "DELETE FROM sessions WHERE user_id = ? AND id != ? AND expires_at > ?",
             (user_id, keep or "", _now_ms()),
         )
+
+
+class SQLiteCounterStore:
+    """Rate-limit counters in the embedded file; expired rows count as absent."""
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+
+    async def increment(self, key: str, window_s: float) -> Counter:
+        now = _now_ms()
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(
+                "SELECT count, resets_at FROM rate_counters WHERE key = ? AND resets_at > ?",
+                (key, now),
+            )
+            if row is None:  # a new window: a moment to drop the windows that passed
+                await tx.execute("DELETE FROM rate_counters WHERE resets_at <= ?", (now,))
+            count, resets_at = (row[0] + 1, row[1]) if row else (1, now + int(window_s * 1000))
+            await tx.execute(
+                "INSERT INTO rate_counters (key, count, resets_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET count = excluded.count,"
+                " resets_at = excluded.resets_at",
+                (key, count, resets_at),
+            )
+        return Counter(count, _datetime(resets_at))
+
+    async def peek(self, key: str) -> Counter | None:
+        row = await self._db.fetchone(
+            "SELECT count, resets_at FROM rate_counters WHERE key = ? AND resets_at > ?",
+            (key, _now_ms()),
+        )
+        return Counter(row[0], _datetime(row[1])) if row else None
+
+    async def reset(self, key: str) -> None:
+        await self._db.execute("DELETE FROM rate_counters WHERE key = ?", (key,))
 
 
 async def migrate(db: SQLiteDatabase) -> list[Migration]:

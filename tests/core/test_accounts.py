@@ -8,6 +8,7 @@ from authsvc.core.accounts import AccountService
 from authsvc.core.clock import utc_now
 from authsvc.core.errors import InvalidInput
 from authsvc.core.passwords import PasswordHasher
+from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
 from authsvc.core.validation import PasswordPolicy
 from authsvc.stores import sqlite
 from tests.helpers import open_migrated_sqlite
@@ -32,12 +33,16 @@ def store(io_loop, tmp_path):
     io_loop.run_sync(db.close)
 
 
+NO_LIMITS = RateLimitPolicy(*([Limit.parse("off")] * 6))
+
+
 def accounts(store, hasher, email_confirmation=False):
     return AccountService(
         store,
         sqlite.SQLiteSessionStore(store._db),
         hasher,
         utc_now,
+        RateLimiter(sqlite.SQLiteCounterStore(store._db), utc_now, NO_LIMITS),
         policy=PasswordPolicy(min_length=8),
         email_confirmation=email_confirmation,
     )
@@ -46,8 +51,8 @@ def accounts(store, hasher, email_confirmation=False):
 async def test_every_login_refusal_costs_one_hash_and_says_the_same(store):
     hasher = CountingHasher()
     service = accounts(store, hasher)
-    await service.register("a@example.com", "gravel-lantern")
-    disabled = await service.register("d@example.com", "gravel-lantern")
+    await service.register("a@example.com", "gravel-lantern", "127.0.0.1")
+    disabled = await service.register("d@example.com", "gravel-lantern", "127.0.0.1")
     await store._db.execute("UPDATE users SET disabled = 1 WHERE id = ?", (disabled.id,))
     await hasher.burn()  # the decoy hash is made once, on first use: not counted below
     attempts = [
@@ -59,7 +64,7 @@ async def test_every_login_refusal_costs_one_hash_and_says_the_same(store):
     for email, password in attempts:
         before = hasher.operations
         with pytest.raises(InvalidInput) as refused:
-            await service.check_credentials(email, password)
+            await service.check_credentials(email, password, "127.0.0.1")
         assert hasher.operations - before == 1, email
         assert [(e.path, e.message) for e in refused.value.errors] == [("email", "invalid login")]
     hasher.close()
@@ -68,25 +73,27 @@ async def test_every_login_refusal_costs_one_hash_and_says_the_same(store):
 async def test_unconfirmed_account_is_refused_only_when_confirmation_is_on(store):
     hasher = PasswordHasher(rounds=4, threads=1)
     service = accounts(store, hasher, email_confirmation=True)
-    user = await service.register("c@example.com", "gravel-lantern")
+    user = await service.register("c@example.com", "gravel-lantern", "127.0.0.1")
     assert user.confirmed is False
     with pytest.raises(InvalidInput):
-        await service.check_credentials("c@example.com", "gravel-lantern")
+        await service.check_credentials("c@example.com", "gravel-lantern", "127.0.0.1")
     open_service = accounts(store, hasher)
-    assert (await open_service.check_credentials("c@example.com", "gravel-lantern")).id == user.id
+    assert (
+        await open_service.check_credentials("c@example.com", "gravel-lantern", "127.0.0.1")
+    ).id == user.id
     hasher.close()
 
 
 async def test_a_hash_of_fewer_rounds_is_replaced_at_the_next_login(store):
     old = PasswordHasher(rounds=4, threads=1)
-    await accounts(store, old).register("r@example.com", "gravel-lantern")
+    await accounts(store, old).register("r@example.com", "gravel-lantern", "127.0.0.1")
     assert (await store.get_by_email("r@example.com")).password_hash.startswith("$2b$04$")
     new = PasswordHasher(rounds=5, threads=1)
     service = accounts(store, new)
     with pytest.raises(InvalidInput):  # a failed login changes nothing
-        await service.check_credentials("r@example.com", "wrong-password")
+        await service.check_credentials("r@example.com", "wrong-password", "127.0.0.1")
     assert (await store.get_by_email("r@example.com")).password_hash.startswith("$2b$04$")
-    await service.check_credentials("r@example.com", "gravel-lantern")
+    await service.check_credentials("r@example.com", "gravel-lantern", "127.0.0.1")
     stored = await store.get_by_email("r@example.com")
     assert stored.password_hash.startswith("$2b$05$")
     assert await new.verify("gravel-lantern", stored.password_hash)

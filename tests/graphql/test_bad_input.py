@@ -21,10 +21,16 @@ async def test_invalid_json_is_400(client):
 
 
 async def test_non_object_body_is_400(client):
-    for body in ("[]", '"query"', "42", "null"):
+    for body in ('"query"', "42", "null"):
         response = await client.raw(body=body)
         assert response.code == 400, body
         assert message(response) == "Request body must be a JSON object"
+
+
+async def test_batches_are_off_by_default(client):
+    response = await client.raw(body=json.dumps([{"query": "{ me { id } }"}]))
+    assert response.code == 400
+    assert message(response) == "Batched requests (a JSON array body) are off on this server"
 
 
 async def test_missing_query_is_400(client):

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.parametrize("backend", ["servers"], indirect=True)
 async def test_session_ttl_is_the_refresh_lifetime(client, settings, redis_server):
     _, refresh = await client.tokens()
     claims = jwt.decode(refresh, options={"verify_signature": False})
-    key = f"{redis_server.prefix}session:{{{claims['sub']}}}:{claims['sid']}"
+    key = f"{settings.redis_key_prefix}session:{{{claims['sub']}}}:{claims['sid']}"
     raw = redis.Redis.from_url(redis_server.url)
     try:
         expires_at_ms = raw.pexpiretime(key)

@@ -1,0 +1,115 @@
+"""Rate limits and lockout, counted in the CounterStore so that they hold across every
+worker process and host.
+
+Fixed windows: the first counted hit starts a window of ``window_s``; past ``max`` hits
+the subject is refused until the window ends. Refusals are decided before any password
+is hashed or anything is written. Lockout is therefore always temporary and bounded by
+its window, and a second, longer counter of consecutive failures (reset by a success)
+makes sure an account never takes more than 100 failed attempts in a row
+(NIST SP 800-63B §5.2.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from authsvc.core.clock import Clock
+from authsvc.core.errors import FieldError, InvalidInput
+from authsvc.stores.base import CounterStore
+
+#: NIST SP 800-63B §5.2.2: no more than 100 consecutive failed attempts on one account.
+MAX_CONSECUTIVE_FAILURES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``max`` hits per ``window_s`` seconds; ``max == 0`` turns it off."""
+
+    max: int
+    window_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> Limit:
+        """``"10/900"``: 10 per 900 seconds; ``"off"``. Raises ValueError."""
+        if text.strip().lower() == "off":
+            return cls(0, 0)
+        count, _, seconds = text.partition("/")
+        limit = cls(int(count), float(seconds))
+        if limit.max < 0 or limit.window_s <= 0:
+            raise ValueError(f"{text!r} is not COUNT/SECONDS")
+        return limit
+
+    @property
+    def on(self) -> bool:
+        return self.max > 0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    login_failures_per_account: Limit
+    login_attempts_per_ip: Limit
+    registrations_per_ip: Limit
+    refreshes_per_session: Limit
+    password_changes_per_account: Limit
+    consecutive_failures: Limit  # max <= MAX_CONSECUTIVE_FAILURES
+
+
+class RateLimited(InvalidInput):
+    """Over a limit. As a MutationResponse: status 429 and a field error; as a GraphQL
+    error: ``extensions.code`` RATE_LIMITED and ``retryAfter`` (seconds)."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, retry_after_s: int, path: str = "email") -> None:
+        message = f"too many attempts, retry in {retry_after_s} seconds"
+        super().__init__([FieldError(path, message)], status=429)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code, "retryAfter": self.retry_after_s}
+
+
+class RateLimiter:
+    """Counts per scope and subject. Subjects (emails, addresses, ids) are hashed into
+    the counter keys, so the store holds no email and no odd character."""
+
+    def __init__(self, counters: CounterStore, clock: Clock, policy: RateLimitPolicy) -> None:
+        self._counters = counters
+        self._clock = clock
+        self.policy = policy
+
+    async def hit(self, scope: str, subject: str, limit: Limit, path: str = "email") -> None:
+        """Count an attempt; raises RateLimited when it is one too many."""
+        if not limit.on:
+            return
+        counter = await self._counters.increment(_key(scope, subject), limit.window_s)
+        if counter.count > limit.max:
+            raise RateLimited(self._seconds_until(counter.resets_at), path)
+
+    async def check(self, scope: str, subject: str, limit: Limit, path: str = "email") -> None:
+        """Raise RateLimited if ``limit`` is used up already; counts nothing."""
+        if not limit.on:
+            return
+        counter = await self._counters.peek(_key(scope, subject))
+        if counter is not None and counter.count >= limit.max:
+            raise RateLimited(self._seconds_until(counter.resets_at), path)
+
+    async def count(self, scope: str, subject: str, limit: Limit) -> None:
+        """Count a failure without refusing anything now (``check`` refuses later)."""
+        if limit.on:
+            await self._counters.increment(_key(scope, subject), limit.window_s)
+
+    async def reset(self, scope: str, subject: str) -> None:
+        await self._counters.reset(_key(scope, subject))
+
+    def _seconds_until(self, moment: datetime) -> int:
+        return max(1, math.ceil((moment - self._clock()).total_seconds()))
+
+
+def _key(scope: str, subject: str) -> str:
+    return f"{scope}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
