@@ -1,0 +1,178 @@
+"""Rate limits and lockout through the app: each reached and reset, aliases and batches
+counted one by one, client addresses from trusted proxies only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.helpers import (
+    CHANGE_PASSWORD,
+    LOGIN,
+    PASSWORD,
+    REFRESH,
+    RENEW,
+    SESSIONS,
+    error_code,
+    new_email,
+)
+
+
+def too_many(result) -> bool:
+    return (
+        result["status"] == 429
+        and result["payload"] is None
+        and len(result["errors"]) == 1
+        and result["errors"][0]["message"].startswith("too many attempts, retry in ")
+    )
+
+
+async def login_from(client, email, password, address):
+    _, body = await client.post(
+        LOGIN, {"email": email, "password": password}, headers={"X-Forwarded-For": address}
+    )
+    return body["data"]["login"]
+
+
+async def session_count(services, access_token) -> int:
+    return len(await services.sessions.list_sessions(access_token))
+
+
+@pytest.mark.settings(rate_limit_login_failures_per_account="3/1")
+async def test_failed_logins_per_account_lock_then_reset(client, services):
+    email = new_email()
+    access, _ = await client.tokens(email)
+    before = await session_count(services, access)
+    for _ in range(3):
+        assert (await client.login(email, "wrong password"))["status"] == 401
+    refused = await client.login(email)  # the right password, refused all the same
+    assert too_many(refused) and refused["errors"][0]["path"] == "email"
+    assert await session_count(services, access) == before  # nothing was written
+    # The same answer for an email with no account: the limit tells nothing either.
+    nobody = new_email()
+    for _ in range(3):
+        await client.login(nobody, "wrong password")
+    assert too_many(await client.login(nobody))
+    await asyncio.sleep(1.1)  # the window ends
+    assert (await client.login(email))["status"] == 200
+
+
+@pytest.mark.settings(
+    rate_limit_login_failures_per_account="off",
+    lockout_consecutive_failures=4,
+    lockout_window_s=60,
+)
+async def test_consecutive_failures_lock_and_a_success_resets_them(client):
+    email = new_email()
+    await client.register(email)
+    for _ in range(3):
+        await client.login(email, "wrong password")
+    assert (await client.login(email))["status"] == 200  # resets the streak
+    for _ in range(4):
+        assert (await client.login(email, "wrong password"))["status"] == 401
+    assert too_many(await client.login(email))
+
+
+@pytest.mark.settings(rate_limit_login_per_ip="3/60", trusted_proxies="127.0.0.1")
+async def test_login_attempts_per_client_address(client):
+    email = new_email()
+    await client.register(email)
+    for _ in range(3):
+        assert (await login_from(client, email, PASSWORD, "203.0.113.7"))["status"] == 200
+    assert too_many(await login_from(client, email, PASSWORD, "203.0.113.7"))
+    # Another client behind the same proxy has its own bucket.
+    assert (await login_from(client, email, PASSWORD, "203.0.113.8"))["status"] == 200
+
+
+@pytest.mark.settings(rate_limit_login_per_ip="3/60")
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(client):
+    email = new_email()
+    await client.register(email)
+    for address in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+        assert (await login_from(client, email, PASSWORD, address))["status"] == 200
+    # Every "address" was really 127.0.0.1: a client cannot pick its own bucket.
+    assert too_many(await login_from(client, email, PASSWORD, "198.51.100.4"))
+
+
+@pytest.mark.settings(rate_limit_register_per_ip="2/60")
+async def test_registrations_per_client_address(client):
+    emails = [new_email() for _ in range(3)]
+    assert (await client.register(emails[0]))["status"] == 201
+    assert (await client.register(emails[1]))["status"] == 201
+    refused = await client.register(emails[2])
+    assert too_many(refused)
+    assert (await client.login(emails[2]))["status"] == 401  # no account was created
+
+
+@pytest.mark.settings(rate_limit_refresh_per_session="3/60")
+async def test_refreshes_per_session(client):
+    _, refresh = await client.tokens()
+    for _ in range(2):
+        _, body = await client.post(REFRESH, token=refresh)
+        assert body["data"]["refresh"]
+    _, body = await client.post(RENEW, token=refresh)  # renewals count too
+    refresh = body["data"]["renew"]["refreshToken"]
+    _, body = await client.post(REFRESH, token=refresh)
+    assert body["data"] is None
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert 0 < error["extensions"]["retryAfter"] <= 60
+    _, other = await client.tokens()  # another session is not affected
+    _, body = await client.post(REFRESH, token=other)
+    assert body["data"]["refresh"]
+
+
+@pytest.mark.settings(rate_limit_password_change_per_account="2/3600")
+async def test_password_changes_per_account(client):
+    access, _ = await client.tokens()
+    wrong = {"current": "not it", "new": "another passphrase"}
+    for _ in range(2):
+        _, body = await client.post(CHANGE_PASSWORD, wrong, token=access)
+        assert body["data"]["changePassword"]["status"] == 401
+    _, body = await client.post(
+        CHANGE_PASSWORD, {"current": PASSWORD, "new": "another passphrase"}, token=access
+    )
+    result = body["data"]["changePassword"]
+    assert too_many(result) and result["errors"][0]["path"] == "currentPassword"
+
+
+@pytest.mark.settings(rate_limit_login_failures_per_account="5/60", graphql_max_aliases=50,
+                      graphql_max_root_fields=50)  # fmt: skip
+async def test_every_aliased_login_is_an_attempt(client):
+    email = new_email()
+    await client.register(email)
+    fields = " ".join(
+        f'a{i}: login(email: "{email}", password: "guess-{i}") {{ status }}' for i in range(20)
+    )
+    _, body = await client.post(f"mutation {{ {fields} }}")
+    statuses = [body["data"][f"a{i}"]["status"] for i in range(20)]
+    assert statuses == [401] * 5 + [429] * 15
+
+
+@pytest.mark.settings(graphql_batch_max=3, rate_limit_login_per_ip="2/60")
+async def test_batches_are_capped_and_every_operation_counts(client):
+    email = new_email()
+    await client.register(email)
+    one = {"query": LOGIN, "variables": {"email": email, "password": PASSWORD}}
+    response = await client.raw(body=json.dumps([one, one, one]))
+    assert response.code == 200
+    results = [item["data"]["login"] for item in json.loads(response.body)]
+    assert [r["status"] for r in results] == [200, 200, 429]
+    response = await client.raw(body=json.dumps([one] * 4))
+    assert response.code == 400
+    assert json.loads(response.body)["errors"][0]["message"] == "A batch holds 1 to 3 operations"
+
+
+@pytest.mark.settings(trusted_proxies="127.0.0.0/8")
+async def test_sessions_record_the_client_behind_a_trusted_proxy(client):
+    email = new_email()
+    await client.register(email)
+    result = await login_from(client, email, PASSWORD, "192.0.2.1, 203.0.113.9, 127.0.0.2")
+    access = json.loads(result["payload"])["access_token"]
+    _, body = await client.post(SESSIONS, token=access)
+    # The rightmost address that is not one of our proxies: what the client wrote at
+    # the left end (192.0.2.1) is ignored.
+    assert body["data"]["sessions"][0]["ip"] == "203.0.113.9"
+    assert error_code(body) is None
