@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate check-config clean
+.PHONY: run test lint fuzz migrate check-config clean
 
 $(STAMP): setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(STAMP)
 ## test: the whole suite against MariaDB and Redis (TEST_DATABASE_URL, TEST_REDIS_URL)
 test: $(STAMP)
 	$(BIN)/python -m pytest -p no:locust $(PYTEST_ARGS)
+
+## fuzz: the fuzz suites at length (make test runs them briefly); FUZZ_EXAMPLES to tune
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} $(BIN)/python -m pytest -p no:locust tests/fuzz
 
 ## lint: ruff and mypy (strict on the package)
 lint: $(STAMP)

@@ -26,6 +26,9 @@ from graphql import (
 )
 
 
+INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
+
+
 @dataclass(frozen=True, slots=True)
 class QueryLimits:
     max_depth: int
@@ -93,7 +96,11 @@ def _depth(context: ValidationContext, selections: SelectionSetNode | None, seen
         return 0
     deepest = 0
     for selection in selections.selections:
-        if isinstance(selection, FieldNode):
+        if isinstance(selection, FieldNode) and selection.name.value in INTROSPECTION_ROOTS:
+            # Only reachable where introspection is on (development); its own rule,
+            # MaxIntrospectionDepthRule, bounds how deep it may go.
+            deepest = max(deepest, 1)
+        elif isinstance(selection, FieldNode):
             deepest = max(deepest, 1 + _depth(context, selection.selection_set, seen))
         elif isinstance(selection, InlineFragmentNode):
             deepest = max(deepest, _depth(context, selection.selection_set, seen))
