@@ -8,7 +8,7 @@ from authsvc.core.accounts import AccountService
 from authsvc.core.clock import utc_now
 from authsvc.core.errors import InvalidInput
 from authsvc.core.passwords import PasswordHasher
-from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
+from authsvc.core.ratelimits import Limit, RateLimited, RateLimiter, RateLimitPolicy
 from authsvc.core.validation import PasswordPolicy
 from authsvc.stores import sqlite
 from tests.helpers import open_migrated_sqlite
@@ -99,3 +99,37 @@ async def test_a_hash_of_fewer_rounds_is_replaced_at_the_next_login(store):
     assert await new.verify("gravel-lantern", stored.password_hash)
     old.close()
     new.close()
+
+
+async def test_a_refused_attempt_hashes_nothing(store):
+    hasher = CountingHasher()
+    limits = RateLimitPolicy(
+        login_failures_per_account=Limit.parse("2/60"),
+        login_attempts_per_ip=Limit.parse("off"),
+        registrations_per_ip=Limit.parse("1/60"),
+        refreshes_per_session=Limit.parse("off"),
+        password_changes_per_account=Limit.parse("off"),
+        consecutive_failures=Limit(100, 3600),
+    )
+    service = AccountService(
+        store,
+        sqlite.SQLiteSessionStore(store._db),
+        hasher,
+        utc_now,
+        RateLimiter(sqlite.SQLiteCounterStore(store._db), utc_now, limits),
+        policy=PasswordPolicy(min_length=8),
+        email_confirmation=False,
+    )
+    await service.register("h@example.com", "gravel-lantern", "10.0.0.1")
+    await hasher.burn()
+    for _ in range(2):
+        with pytest.raises(InvalidInput):
+            await service.check_credentials("h@example.com", "wrong-password", "10.0.0.1")
+    before = hasher.operations
+    with pytest.raises(RateLimited):
+        await service.check_credentials("h@example.com", "gravel-lantern", "10.0.0.1")
+    with pytest.raises(RateLimited):
+        await service.register("i@example.com", "gravel-lantern", "10.0.0.1")
+    assert hasher.operations == before  # refused before any hashing
+    assert await store.get_by_email("i@example.com") is None  # and before any write
+    hasher.close()
