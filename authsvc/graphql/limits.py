@@ -25,7 +25,6 @@ from graphql import (
     ValidationContext,
 )
 
-
 INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
 
 
