@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -53,7 +54,35 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
-def make_app(settings: Settings, services: Services) -> tornado.web.Application:
+class InFlight:
+    """Requests being served, so that shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def started(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def finished(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def drained(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight; False if ``timeout_s`` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
+def make_app(
+    settings: Settings, services: Services, in_flight: InFlight | None = None
+) -> tornado.web.Application:
     limits = QueryLimits(
         max_depth=settings.graphql_max_depth,
         max_aliases=settings.graphql_max_aliases,
@@ -96,6 +125,7 @@ def make_app(settings: Settings, services: Services) -> tornado.web.Application:
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
+        in_flight=in_flight or InFlight(),
         log_function=log_request,
         xsrf_cookies=False,
         serve_traceback=False,

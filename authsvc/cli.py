@@ -8,9 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from authsvc import __version__, services, signing
+from authsvc import __version__, server, services, signing
 from authsvc.core.errors import UnknownUser
-from authsvc.server import serve
 from authsvc.settings import ConfigError, Settings, load_settings
 from authsvc.stores.base import StoreUnavailable
 from authsvc.stores.migrations import MigrationsPending
@@ -28,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("serve", help="run the HTTP server")
     run.add_argument("--host", help="listen address (default: APP_HOST)")
     run.add_argument("--port", type=int, help="listen port (default: APP_PORT)")
+    run.add_argument(
+        "--workers", type=int, help="worker processes (default: WORKERS, else cores in production)"
+    )
     commands.add_parser("migrate", help="apply pending database migrations")
     commands.add_parser("check-config", help="print the effective configuration, secrets masked")
     keys = commands.add_parser("keys", help="manage the access token keys (EdDSA, ES256, RS256)")
@@ -54,12 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["app_host"] = args.host
     if getattr(args, "port", None):
         overrides["app_port"] = args.port
+    if getattr(args, "workers", None):
+        overrides["workers"] = args.workers
     configure_logging("INFO")  # so that warnings while loading the settings are formatted
     try:
         settings = load_settings(args.env_file, **overrides)
         configure_logging(settings.log_level)
         if args.command == "serve":
-            asyncio.run(serve(settings))
+            return server.run(settings)
         elif args.command == "migrate":
             applied = asyncio.run(services.migrate(settings))
             for migration in applied:

@@ -1,30 +1,61 @@
-"""Run the HTTP server: listen, serve until SIGTERM/SIGINT, drain, close the stores."""
+"""Run the HTTP server: worker processes, signals, graceful drain.
+
+One worker serves in the calling process. Several are forked by a supervisor after a
+start-up check (migrations, reachability) has passed once; each binds the port itself
+with SO_REUSEPORT, so the kernel spreads new connections across them (Tornado's
+shared-socket fork_processes left one child with every keep-alive connection in a test
+here). A worker that dies is replaced; SIGTERM or SIGINT drains every worker and the
+supervisor exits 0.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import sys
+import time
 
 import tornado.httpserver
 import tornado.netutil
 
-from authsvc.app import make_app
+from authsvc.app import InFlight, make_app
 from authsvc.services import open_services
 from authsvc.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: How long in-flight requests get to finish after SIGTERM before they are cut.
-DRAIN_TIMEOUT_S = 10.0
+#: A worker dying this many times within RESPAWN_WINDOW_S means it cannot run: stop.
+MAX_RESPAWNS = 5
+RESPAWN_WINDOW_S = 30.0
 
 
-async def serve(settings: Settings) -> None:
+def run(settings: Settings) -> int:
+    """Serve with ``settings.effective_workers`` processes; returns the exit code."""
+    workers = settings.effective_workers
+    if workers == 1:
+        asyncio.run(serve(settings))
+        return 0
+    asyncio.run(check_startup(settings))  # fail once, clearly, before forking
+    return Supervisor(settings, workers).run()
+
+
+async def check_startup(settings: Settings) -> None:
+    """Open and close every store once: migrations (development), the schema version
+    check (production) and reachability, so a bad start fails in one process."""
+    services = await open_services(settings)
+    await services.close()
+
+
+async def serve(settings: Settings, worker: int = 0) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting, let in-flight requests
-    finish, close the pools and return (the process then exits 0)."""
+    finish (up to SHUTDOWN_TIMEOUT_S), close the pools and return."""
     services = await open_services(settings)
     try:
-        app = make_app(settings, services)
+        in_flight = InFlight()
+        app = make_app(settings, services, in_flight)
         # The handler streams bodies and enforces MAX_BODY_BYTES itself with a clear 413;
         # this outer cap only bounds what a chunked upload can make the server read.
         server = tornado.httpserver.HTTPServer(
@@ -35,7 +66,9 @@ async def serve(settings: Settings) -> None:
         )
         server.add_sockets(sockets)
         log.info(
-            "authsvc listening on http://%s:%d/graphql (%s; users: %s, sessions: %s)",
+            "worker %d (pid %d) listening on http://%s:%d/graphql (%s; users: %s, sessions: %s)",
+            worker,
+            os.getpid(),
             settings.app_host,
             settings.app_port,
             settings.node_env,
@@ -47,12 +80,79 @@ async def serve(settings: Settings) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
-        log.info("shutting down: draining in-flight requests")
-        server.stop()
-        try:
-            await asyncio.wait_for(server.close_all_connections(), DRAIN_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("drain timed out after %.0f s", DRAIN_TIMEOUT_S)
+        log.info("worker %d draining %d in-flight requests", worker, in_flight.count)
+        server.stop()  # no new connections
+        if not await in_flight.drained(settings.shutdown_timeout_s):
+            log.warning("worker %d: drain timed out, cutting %d requests", worker, in_flight.count)
+        await server.close_all_connections()  # idle keep-alive connections
     finally:
         await services.close()
-    log.info("stopped")
+    log.info("worker %d stopped", worker)
+
+
+class Supervisor:
+    """Forks the workers, replaces one that dies, and forwards SIGTERM/SIGINT."""
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.settings = settings
+        self.workers = workers
+        self.children: dict[int, int] = {}  # pid -> worker number
+        self.stopping = False
+        self.deaths: list[float] = []
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        for worker in range(self.workers):
+            self._spawn(worker)
+        log.info("supervisor (pid %d) started %d workers", os.getpid(), self.workers)
+        failed = False
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            worker = self.children.pop(pid, -1)
+            if worker < 0 or self.stopping:
+                failed |= os.waitstatus_to_exitcode(status) != 0
+                continue
+            log.error("worker %d (pid %d) died (status %d)", worker, pid, status)
+            now = time.monotonic()
+            self.deaths = [t for t in self.deaths if now - t < RESPAWN_WINDOW_S] + [now]
+            if len(self.deaths) > MAX_RESPAWNS:
+                log.error("workers keep dying: stopping")
+                self._stop_children()
+                failed = True
+                continue
+            self._spawn(worker)
+        log.info("supervisor stopped")
+        return 1 if failed else 0
+
+    def _spawn(self, worker: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child: serve, then leave without running the parent's cleanup
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                asyncio.run(serve(self.settings, worker))
+            except BaseException:
+                log.exception("worker %d failed", worker)
+                code = 1
+            finally:
+                logging.shutdown()
+                sys.stdout.flush()
+                os._exit(code)
+        self.children[pid] = worker
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if not self.stopping:
+            log.info("supervisor: %s, stopping the workers", signal.Signals(signum).name)
+            self.stopping = True
+            self._stop_children()
+
+    def _stop_children(self) -> None:
+        self.stopping = True
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)

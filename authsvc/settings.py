@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     app_host: str = "127.0.0.1"
     app_port: int = Field(3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Worker processes; unset: one per core in production, one in development.
+    workers: int | None = Field(None, ge=1, le=256)
+    #: How long in-flight requests get to finish after SIGTERM before they are cut.
+    shutdown_timeout_s: float = Field(10.0, ge=0, le=600)
 
     # --- users database --------------------------------------------------------------
     db_type: Literal["mysql", "mariadb", "sqlite"] | None = None
@@ -159,6 +163,12 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: str) -> str:
         parse_networks(value)  # raises ValueError naming the bad entry
         return value
+
+    @property
+    def effective_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return (os.cpu_count() or 1) if self.is_production else 1
 
     @property
     def introspection_enabled(self) -> bool:

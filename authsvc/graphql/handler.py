@@ -42,10 +42,20 @@ class JSONHandler(tornado.web.RequestHandler):
     outcome: str = "-"
 
     def prepare(self) -> None:
+        self.application.settings["in_flight"].started()
+        self.counted = True
         self.started = time.perf_counter()
         given = self.request.headers.get("X-Request-ID", "")
         self.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         self.set_header("X-Request-ID", self.request_id)
+
+    def on_finish(self) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            self.application.settings["in_flight"].finished()
+
+    def on_connection_close(self) -> None:
+        self.on_finish()  # a client that hung up is no longer in flight
 
     def write_json(self, status: int, body: dict[str, Any] | list[Any]) -> None:
         self.set_status(status)

@@ -30,6 +30,15 @@ def production_env(mysql_server, redis_server, database: str | None = None) -> d
     }
 
 
+def migrate(cwd, env: dict[str, str]) -> None:
+    """`authsvc migrate`, as a deployment runs it before serving in production."""
+    result = subprocess.run(
+        authsvc_command("migrate"), cwd=cwd, env=child_env(env),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
 def drive_the_whole_flow(service: ServiceProcess) -> list[str]:
     """register -> login -> me -> refresh -> logout -> refresh refused; returns every
     secret the flow used, which the logs must not contain."""
@@ -67,15 +76,7 @@ def assert_clean_logs(service: ServiceProcess, secrets: list[str]) -> None:
 
 def test_production_on_mariadb_and_redis(tmp_path, mysql_server, redis_server):
     env = production_env(mysql_server, redis_server)
-    migrated = subprocess.run(
-        authsvc_command("migrate"),
-        cwd=tmp_path,
-        env=child_env(env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert migrated.returncode == 0, migrated.stderr
+    migrate(tmp_path, env)
     service = ServiceProcess(tmp_path, env)
     try:
         secrets = drive_the_whole_flow(service)

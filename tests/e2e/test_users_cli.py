@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from tests.e2e.processes import ServiceProcess, authsvc_command, child_env
-from tests.e2e.test_serve import production_env
+from tests.e2e.test_serve import migrate, production_env
 from tests.helpers import LOGIN, ME, PASSWORD, REFRESH, REGISTER, new_email
 
 
@@ -21,8 +21,7 @@ def test_disable_ends_every_session_at_once_and_enable_lets_back_in(
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
 
-    subprocess.run(authsvc_command("migrate"), cwd=tmp_path, env=child_env(env), check=True,
-                   capture_output=True, timeout=60)  # fmt: skip
+    migrate(tmp_path, env)
     service = ServiceProcess(tmp_path, env)
     try:
         email = new_email()
