@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     # --- accounts and passwords --------------------------------------------------------
     bcrypt_rounds: int = Field(12, ge=4, le=31)
     hash_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    #: Hashes waiting or running per worker before login and register answer "busy"
+    #: (status 503) at once; unset: 4 per hashing thread.
+    hash_queue_max: int | None = Field(None, ge=1, le=10_000)
     password_min_length: int = Field(8, ge=1, le=72)
     password_reject_common: bool = True
     email_confirmation: bool = False

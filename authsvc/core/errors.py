@@ -8,6 +8,8 @@ resolver that lets one of these escape answers ``extensions.code`` with no try/e
     ├── RotationRequired   `refresh` is off: the server rotates   ROTATION_REQUIRED
     ├── UnknownUser        no account with that email (admin)     NOT_FOUND
     └── InvalidInput       field errors (register, login, …)      BAD_USER_INPUT
+        ├── Busy           the hashing backlog is full: 503       BUSY
+        └── RateLimited    (core.ratelimits) over a limit: 429    RATE_LIMITED
 """
 
 from __future__ import annotations
@@ -77,3 +79,13 @@ def invalid_login() -> InvalidInput:
     """The one answer for unknown email, wrong password, disabled or unconfirmed account,
     so that login tells nothing about which accounts exist."""
     return InvalidInput([FieldError("email", "invalid login")])
+
+
+class Busy(InvalidInput):
+    """Too many passwords waiting to be hashed: answered at once, status 503."""
+
+    code = "BUSY"
+
+    def __init__(self) -> None:
+        super().__init__([FieldError("email", "the server is busy, retry later")], status=503)
+        self.message = "the server is busy, retry later"

@@ -14,15 +14,22 @@ from typing import TypeVar
 
 import bcrypt
 
+from authsvc.core.errors import Busy
 from authsvc.core.validation import BCRYPT_MAX_PASSWORD_BYTES
 
 T = TypeVar("T")
 
 
 class PasswordHasher:
-    def __init__(self, rounds: int, threads: int) -> None:
+    """``max_pending`` bounds the backlog: past it, a hash is refused at once (Busy)
+    rather than queued for seconds, so a flood of logins sheds load instead of making
+    every login slow; refresh and `me` never wait on this pool at all."""
+
+    def __init__(self, rounds: int, threads: int, max_pending: int | None = None) -> None:
         self.rounds = rounds
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
+        self._max_pending = max_pending if max_pending is not None else 4 * threads
+        self.pending = 0
         self._decoy_hash: bytes | None = None
 
     async def hash(self, password: str) -> str:
@@ -62,4 +69,11 @@ class PasswordHasher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, fn: Callable[..., T], *args: bytes) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """Run ``fn`` on the pool. Raises Busy when the backlog is full."""
+        if self.pending >= self._max_pending:
+            raise Busy()
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self.pending -= 1

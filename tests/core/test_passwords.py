@@ -6,7 +6,9 @@ import asyncio
 import threading
 
 import bcrypt
+import pytest
 
+from authsvc.core.errors import Busy
 from authsvc.core.passwords import PasswordHasher
 
 
@@ -58,3 +60,18 @@ async def test_hashing_never_runs_on_the_event_loop(monkeypatch):
         hasher.close()
     assert seen and loop_thread not in seen
     assert ticks > 0  # the loop kept running while the hashes were computed
+
+
+async def test_a_full_backlog_is_refused_at_once():
+    hasher = PasswordHasher(rounds=12, threads=1, max_pending=2)
+    try:
+        slow = [asyncio.ensure_future(hasher.hash("pw")) for _ in range(2)]
+        await asyncio.sleep(0)  # both are queued now
+        with pytest.raises(Busy) as busy:
+            await hasher.verify("pw", "$2b$12$" + "x" * 53)
+        assert busy.value.status == 503 and busy.value.code == "BUSY"
+        await asyncio.gather(*slow)
+        assert hasher.pending == 0
+        assert (await PasswordHasher(rounds=4, threads=1).hash("pw")).startswith("$2b$04$")
+    finally:
+        hasher.close()

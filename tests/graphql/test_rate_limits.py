@@ -176,3 +176,15 @@ async def test_sessions_record_the_client_behind_a_trusted_proxy(client):
     # the left end (192.0.2.1) is ignored.
     assert body["data"]["sessions"][0]["ip"] == "203.0.113.9"
     assert error_code(body) is None
+
+
+@pytest.mark.settings(bcrypt_rounds=12, hash_threads=1, hash_queue_max=1,
+                      rate_limit_login_per_ip="off")  # fmt: skip
+async def test_logins_past_the_hashing_backlog_are_answered_busy_at_once(client):
+    email = new_email()
+    await client.register(email)  # the only hash in flight now: finished
+    results = await asyncio.gather(*(client.login(email) for _ in range(4)))
+    statuses = sorted(r["status"] for r in results)
+    assert statuses[0] == 200 and 503 in statuses
+    busy = next(r for r in results if r["status"] == 503)
+    assert busy["errors"] == [{"path": "email", "message": "the server is busy, retry later"}]
