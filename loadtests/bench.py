@@ -1,0 +1,334 @@
+"""`make bench`: authsvc in production configuration on MariaDB + Redis, under loopback
+load from wrk, beside a bare Tornado endpoint as this machine's ceiling.
+
+Prints one table (req/s, p50, p90, p99, errors, server CPU per request, peak RSS per
+worker, ratio to the ceiling) and writes the same as JSON. `--smoke` runs every
+scenario for a second, as `make test` does, so that the benchmark cannot rot.
+
+Rate limits are off for the run: every request comes from 127.0.0.1 and the point is
+throughput, not abuse protection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+HERE = Path(__file__).resolve().parent
+WRK_DIR = HERE / "wrk"
+PASSWORD = "bench passphrase 2026"
+
+
+@dataclass
+class Result:
+    scenario: str
+    connections: int
+    rps: float
+    ok_rps: float  # answered successfully: not busy, no error
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+    busy: int
+    cpu_ms_per_request: float
+    peak_rss_mb: float
+    ratio_to_ceiling: float | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"bench: nothing listens on {port}")
+
+
+def graphql(port: int, query: str, variables: dict[str, Any] | None = None,
+            token: str | None = None) -> dict[str, Any]:  # fmt: skip
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", body, headers)
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback
+        result: dict[str, Any] = json.loads(response.read())
+    return result
+
+
+class Process:
+    """A server process and its workers, for CPU time and peak memory."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log.open("w")
+        self.popen = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def pids(self) -> list[int]:
+        children = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children")
+        found = [int(p) for p in children.read_text().split()] if children.exists() else []
+        return found or [self.popen.pid]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for pid in [self.popen.pid, *self.pids()]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def peak_rss_mb(self) -> float:
+        peak = 0
+        for pid in self.pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        return peak / 1024
+
+    def stop(self) -> int:
+        self.popen.send_signal(signal.SIGTERM)
+        code = self.popen.wait(60)
+        self.log.close()
+        return code
+
+
+def run_wrk(port: int, script: str, connections: int, seconds: float, env: dict[str, str],
+            threads: int = 2) -> dict[str, Any]:  # fmt: skip
+    command = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+        "--timeout", "10s", "-s", str(WRK_DIR / script), f"http://127.0.0.1:{port}/graphql",
+    ]  # fmt: skip
+    full_env = os.environ | env | {"WRK_DIR": str(WRK_DIR), "THREADS": str(threads)}
+    out = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=600)
+    for line in out.stdout.splitlines():
+        if line.startswith("WRK_RESULT "):
+            parsed: dict[str, Any] = json.loads(line.removeprefix("WRK_RESULT "))
+            return parsed
+    raise SystemExit(f"bench: wrk gave no result:\n{out.stdout}\n{out.stderr}")
+
+
+def measure(name: str, server: Process, port: int, script: str, connections: int,
+            seconds: float, env: dict[str, str]) -> Result:  # fmt: skip
+    cpu_before = server.cpu_seconds()
+    raw = run_wrk(port, script, connections, seconds, env)
+    cpu = server.cpu_seconds() - cpu_before
+    requests = max(raw["requests"], 1)
+    return Result(
+        scenario=name,
+        connections=connections,
+        rps=raw["requests"] / (raw["duration_us"] / 1e6),
+        ok_rps=(raw["requests"] - raw["busy"] - raw["errors"]) / (raw["duration_us"] / 1e6),
+        p50_ms=raw["p50_us"] / 1000,
+        p90_ms=raw["p90_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        errors=raw["errors"] + raw["socket_errors"],
+        busy=raw["busy"],
+        cpu_ms_per_request=cpu * 1000 / requests,
+        peak_rss_mb=server.peak_rss_mb(),
+    )
+
+
+def mysql_target() -> dict[str, str]:
+    url = urlparse(os.environ.get("TEST_DATABASE_URL", "mysql://root@127.0.0.1:3306/test"))
+    return {
+        "DB_HOST": url.hostname or "127.0.0.1",
+        "DB_PORT": str(url.port or 3306),
+        "DB_USERNAME": unquote(url.username or "root"),
+        "DB_PASSWORD": unquote(url.password or ""),
+    }
+
+
+def sql(target: dict[str, str], statement: str) -> None:
+    import pymysql  # the package's own dependency (via aiomysql)
+
+    conn = pymysql.connect(
+        host=target["DB_HOST"], port=int(target["DB_PORT"]), user=target["DB_USERNAME"],
+        password=target["DB_PASSWORD"], autocommit=True,
+    )  # fmt: skip
+    with conn:
+        conn.cursor().execute(statement)
+
+
+def prepare_sessions(env: dict[str, str], workdir: Path, count: int) -> list[tuple[str, str]]:
+    """(access, refresh) pairs of ``count`` sessions, made by a throwaway server at the
+    lowest bcrypt cost (same secrets, database and Redis), so preparing is quick."""
+    port = free_port()
+    prep = Process(
+        [sys.executable, "-m", "authsvc", "serve", "--port", str(port), "--workers", "1"],
+        env | {"BCRYPT_ROUNDS": "4"},
+        workdir / "prepare.log",
+    )
+    try:
+        wait_for_port(port)
+        pairs = []
+        users = max(1, count // 4)
+        for i in range(users):
+            email = f"bench-prep-{i}@example.com"
+            graphql(port, "mutation($e:String!,$p:String!){register(email:$e,password:$p){status}}",
+                    {"e": email, "p": PASSWORD})  # fmt: skip
+            for _ in range(4):
+                result = graphql(port, "mutation($e:String!,$p:String!){login(email:$e,password:$p)"
+                                 "{tokens{accessToken refreshToken}}}", {"e": email, "p": PASSWORD})  # fmt: skip
+                tokens = result["data"]["login"]["tokens"]
+                pairs.append((tokens["accessToken"], tokens["refreshToken"]))
+        return pairs[:count]
+    finally:
+        prep.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="every scenario for 1 s")
+    parser.add_argument("--seconds", type=float, default=10, help="per scenario")
+    parser.add_argument("--json", default="bench-results.json", help="where to write results")
+    parser.add_argument("--rounds", type=int, default=12, help="BCRYPT_ROUNDS of the server")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is needed (apt-get install wrk)")
+    seconds = 1.0 if args.smoke else args.seconds
+    connection_counts = [32] if args.smoke else [32, 128]
+    workers = os.cpu_count() or 1
+    run_id = uuid.uuid4().hex[:8]
+    database = f"authsvc_bench_{run_id}"
+    target = mysql_target()
+    workdir = Path(tempfile.mkdtemp(prefix="authsvc-bench-"))
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    env = os.environ | target | {
+        "NODE_ENV": "production", "DB_TYPE": "mariadb", "DB_NAME": database,
+        "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": f"authsvc-bench-{run_id}:",
+        "JWT_ACCESS_SECRET": uuid.uuid4().hex * 2, "JWT_REFRESH_SECRET": uuid.uuid4().hex * 2,
+        "BCRYPT_ROUNDS": str(args.rounds), "WORKERS": str(workers), "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT": "off", "RATE_LIMIT_LOGIN_PER_IP": "off",
+        "RATE_LIMIT_REGISTER_PER_IP": "off", "RATE_LIMIT_REFRESH_PER_SESSION": "off",
+        "DB_POOL_MAX": "20",
+    }  # fmt: skip
+    sql(target, f"CREATE DATABASE `{database}`")
+    results: list[Result] = []
+    try:
+        subprocess.run([sys.executable, "-m", "authsvc", "migrate"], env=env, check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+        sessions = prepare_sessions(env, workdir, 256)
+        access_file, refresh_file = workdir / "access.txt", workdir / "refresh.txt"
+        renew_file = workdir / "renew.txt"
+        access_file.write_text("\n".join(a for a, _ in sessions) + "\n")
+        refresh_file.write_text("\n".join(r for _, r in sessions) + "\n")
+
+        ceiling_port = free_port()
+        ceiling = Process([sys.executable, str(HERE / "ceiling.py"), str(ceiling_port),
+                           str(workers)], dict(os.environ), workdir / "ceiling.log")  # fmt: skip
+        port = free_port()
+        server = Process([sys.executable, "-m", "authsvc", "serve", "--port", str(port)], env,
+                         workdir / "server.log")  # fmt: skip
+        wait_for_port(ceiling_port)
+        wait_for_port(port)
+        logins = workdir / "emails.txt"
+        emails = [f"bench-login-{run_id}-{i}@example.com" for i in range(8)]
+        for email in emails:
+            graphql(port, "mutation($e:String!,$p:String!){register(email:$e,password:$p){status}}",
+                    {"e": email, "p": PASSWORD})  # fmt: skip
+        logins.write_text("\n".join(emails) + "\n")
+        try:
+            ceilings = {}
+            for connections in connection_counts:
+                result = measure("ceiling (bare Tornado)", ceiling, ceiling_port, "graphql.lua",
+                                 connections, seconds, {"QUERY": "{ ok }"})  # fmt: skip
+                ceilings[connections] = result.rps
+                results.append(result)
+            scenarios: list[tuple[str, str, dict[str, str]]] = [
+                ("refresh", "graphql.lua",
+                 {"QUERY": "mutation { refresh }", "TOKENS_FILE": str(refresh_file)}),
+                ("renew", "renew.lua", {"TOKENS_FILE": str(renew_file)}),
+                ("me", "graphql.lua",
+                 {"QUERY": "{ me { id email } }", "TOKENS_FILE": str(access_file)}),
+                ("login", "credentials.lua",
+                 {"MODE": "login", "EMAILS_FILE": str(logins), "PASSWORD": PASSWORD}),
+                ("register", "credentials.lua",
+                 {"MODE": "register", "RUN_ID": run_id, "PASSWORD": PASSWORD}),
+            ]  # fmt: skip
+            for connections in connection_counts:
+                for name, script, script_env in scenarios:
+                    if name == "renew":  # renewal spends tokens: fresh sessions each run
+                        fresh = prepare_sessions(env, workdir, connections * 2)
+                        renew_file.write_text("\n".join(r for _, r in fresh) + "\n")
+                    result = measure(name, server, port, script, connections, seconds,
+                                     script_env)  # fmt: skip
+                    result.ratio_to_ceiling = result.rps / ceilings[connections]
+                    results.append(result)
+            results.extend(mixed(server, port, refresh_file, logins, seconds, ceilings))
+        finally:
+            server_code = server.stop()
+            ceiling.stop()
+    finally:
+        sql(target, f"DROP DATABASE IF EXISTS `{database}`")
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_table(results, workers, args.rounds)
+    Path(args.json).write_text(json.dumps(
+        {"workers": workers, "bcrypt_rounds": args.rounds, "seconds": seconds,
+         "results": [asdict(r) for r in results]}, indent=2))  # fmt: skip
+    print(f"\nwritten to {args.json}")
+    return 0 if server_code == 0 else 1
+
+
+def mixed(server: Process, port: int, refresh_file: Path, logins: Path, seconds: float,
+          ceilings: dict[int, float]) -> list[Result]:  # fmt: skip
+    """refresh measured while logins saturate the hashing pool (login isolation)."""
+    import threading
+
+    login_result: list[Result] = []
+    login_env = {"MODE": "login", "EMAILS_FILE": str(logins), "PASSWORD": PASSWORD}
+
+    def flood() -> None:
+        login_result.append(measure("login (flood, during refresh)", server, port,
+                                    "credentials.lua", 32, seconds + 1, login_env))  # fmt: skip
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    time.sleep(0.5)
+    connections = min(ceilings)
+    refresh = measure("refresh (during login flood)", server, port, "graphql.lua", connections,
+                      seconds, {"QUERY": "mutation { refresh }",
+                                "TOKENS_FILE": str(refresh_file)})  # fmt: skip
+    refresh.ratio_to_ceiling = refresh.rps / ceilings[connections]
+    thread.join()
+    return [refresh, *login_result]
+
+
+def print_table(results: list[Result], workers: int, rounds: int) -> None:
+    print(f"\nauthsvc bench: {workers} workers, {os.cpu_count()} cores, bcrypt {rounds} rounds\n")
+    header = (f"{'scenario':32} {'conns':>5} {'req/s':>9} {'ok/s':>9} {'p50 ms':>8} {'p90 ms':>8} "
+              f"{'p99 ms':>8} {'errors':>6} {'busy':>6} {'cpu ms/req':>10} {'rss MB':>7} "
+              f"{'÷ceiling':>8}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        ratio = f"{r.ratio_to_ceiling:.2f}" if r.ratio_to_ceiling is not None else "-"
+        print(f"{r.scenario:32} {r.connections:>5} {r.rps:>9.1f} {r.ok_rps:>9.1f} {r.p50_ms:>8.2f} "
+              f"{r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {r.busy:>6} "
+              f"{r.cpu_ms_per_request:>10.3f} {r.peak_rss_mb:>7.1f} {ratio:>8}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
