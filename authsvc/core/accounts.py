@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from authsvc.core.clock import Clock
-from authsvc.core.errors import FieldError, InvalidInput, UnknownUser, invalid_login
+from authsvc.core.errors import Busy, FieldError, InvalidInput, UnknownUser, invalid_login
 from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
@@ -37,6 +37,7 @@ class AccountService:
         ``client_ip``, InvalidInput with every field error, or "already taken" when the
         email exists (also when a concurrent call won)."""
         await self._limiter.hit("register-ip", client_ip, self._limiter.policy.registrations_per_ip)
+        self._hasher.ensure_capacity()  # busy: answer now, before any lookup
         errors = email_errors(email) + self._policy.errors(password, email)
         if errors:
             raise InvalidInput(errors)
@@ -76,8 +77,11 @@ class AccountService:
         await self._limiter.hit("login-ip", client_ip, limits.login_attempts_per_ip)
         await self._limiter.check("login-fail", email, limits.login_failures_per_account)
         await self._limiter.check("login-streak", email, limits.consecutive_failures)
+        self._hasher.ensure_capacity()  # busy: answer now, before any lookup
         try:
             user = await self._verified_user(email, password)
+        except Busy:
+            raise  # not an attempt: nothing was checked
         except InvalidInput:
             await self._limiter.count("login-fail", email, limits.login_failures_per_account)
             await self._limiter.count("login-streak", email, limits.consecutive_failures)

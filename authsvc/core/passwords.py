@@ -7,6 +7,8 @@ while the event loop keeps serving refresh and `me`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,9 @@ from authsvc.core.validation import BCRYPT_MAX_PASSWORD_BYTES
 
 T = TypeVar("T")
 
+#: Added to the hashing threads' nice value (Linux; elsewhere nothing happens).
+HASHING_NICENESS = 10
+
 
 class PasswordHasher:
     """``max_pending`` bounds the backlog: past it, a hash is refused at once (Busy)
@@ -27,10 +32,17 @@ class PasswordHasher:
 
     def __init__(self, rounds: int, threads: int, max_pending: int | None = None) -> None:
         self.rounds = rounds
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="bcrypt", initializer=_lower_priority
+        )
         self._max_pending = max_pending if max_pending is not None else 4 * threads
         self.pending = 0
         self._decoy_hash: bytes | None = None
+
+    def ensure_capacity(self) -> None:
+        """Raise Busy now if a hash would be refused, before any other work is done."""
+        if self.pending >= self._max_pending:
+            raise Busy()
 
     async def hash(self, password: str) -> str:
         """The bcrypt hash of ``password`` (at most 72 bytes: validate first)."""
@@ -70,10 +82,17 @@ class PasswordHasher:
 
     async def _run(self, fn: Callable[..., T], *args: bytes) -> T:
         """Run ``fn`` on the pool. Raises Busy when the backlog is full."""
-        if self.pending >= self._max_pending:
-            raise Busy()
+        self.ensure_capacity()
         self.pending += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         finally:
             self.pending -= 1
+
+
+def _lower_priority() -> None:
+    """Hashing threads yield the CPU to the event loop: under a flood of logins, refresh
+    and `me` keep their latency and hashing takes what is left. On Linux a thread's
+    nice value is its own (setpriority on the calling thread)."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, HASHING_NICENESS)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -103,7 +103,7 @@ class GraphQLExecutor:
         and the operation is a mutation."""
         document, errors = self._documents.get(query)
         if document is not None and variables:
-            size = len(json.dumps(variables, separators=(",", ":")))
+            size = len(orjson.dumps(variables))
             if size > self._max_variables_bytes:
                 limit = self._max_variables_bytes
                 document = None

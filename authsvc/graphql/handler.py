@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import tornado.web
 
 from authsvc.core.sessions import ClientInfo
@@ -60,7 +61,7 @@ class JSONHandler(tornado.web.RequestHandler):
     def write_json(self, status: int, body: dict[str, Any] | list[Any]) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(body, separators=(",", ":")))
+        self.finish(orjson.dumps(body))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Tornado's default names the full URI (a query string may hold a document
@@ -199,8 +200,8 @@ class GraphQLHandler(JSONHandler):
             if self.body_too_large:
                 raise self._too_large()
             try:
-                body = json.loads(self.body)
-            except (ValueError, UnicodeDecodeError):
+                body = orjson.loads(self.body)
+            except ValueError:  # orjson.JSONDecodeError, invalid UTF-8 included
                 raise BadRequest(400, "Request body is not valid JSON") from None
             if isinstance(body, list):
                 await self._run_batch(body)
@@ -217,7 +218,7 @@ class GraphQLHandler(JSONHandler):
         try:
             raw_variables = self.get_query_argument("variables", None)
             try:
-                variables = json.loads(raw_variables) if raw_variables else None
+                variables = orjson.loads(raw_variables) if raw_variables else None
             except ValueError:
                 raise BadRequest(400, "variables is not valid JSON") from None
             request = _unpack(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from graphql import GraphQLResolveInfo
 
 from authsvc.core.errors import InvalidInput
@@ -14,6 +14,12 @@ from authsvc.graphql.schema import Resolver, serialize_datetime
 from authsvc.stores.base import User
 
 Info = GraphQLResolveInfo[RequestContext]
+
+
+def _json(value: dict[str, Any]) -> str:
+    """Compact JSON, as the Node service's JSON.stringify wrote payloads."""
+    option = orjson.OPT_PASSTHROUGH_DATETIME  # dates as the DateTime scalar writes them
+    return orjson.dumps(value, default=serialize_datetime, option=option).decode()
 
 
 def _ctx(info: Info) -> RequestContext:
@@ -65,7 +71,7 @@ async def resolve_register(_root: None, info: Info, email: str, password: str) -
         user = await ctx.services.accounts.register(email, password, ctx.client.ip)
     except InvalidInput as exc:
         return refused(exc)
-    return mutation_response(201, json.dumps(user_fields(user), default=serialize_datetime))
+    return mutation_response(201, _json(user_fields(user)))
 
 
 async def resolve_login(_root: None, info: Info, email: str, password: str) -> dict[str, Any]:
@@ -75,7 +81,7 @@ async def resolve_login(_root: None, info: Info, email: str, password: str) -> d
     except InvalidInput as exc:
         return refused(exc)
     payload = {"access_token": pair.access_token, "refresh_token": pair.refresh_token}
-    response = mutation_response(200, json.dumps(payload))
+    response = mutation_response(200, _json(payload))
     response["tokens"] = token_pair(pair)
     return response
 
