@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fuzz migrate check-config clean
+.PHONY: run test lint fuzz bench loadtest migrate check-config clean
 
 $(STAMP): setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,22 @@ fuzz: $(STAMP)
 
 ## lint: ruff and mypy (strict on the package)
 lint: $(STAMP)
-	$(BIN)/ruff check authsvc tests schema setup.py
-	$(BIN)/ruff format --check authsvc tests schema setup.py
+	$(BIN)/ruff check authsvc tests schema loadtests setup.py
+	$(BIN)/ruff format --check authsvc tests schema loadtests setup.py
 	$(BIN)/mypy
+
+## bench: throughput and latency under loopback load (needs wrk, MariaDB, Redis; minutes)
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
+
+## loadtest: Locust against a running server (LOADTEST_HOST), headless, bounded in time
+LOADTEST_HOST ?= http://127.0.0.1:3000
+LOADTEST_USERS ?= 20
+LOADTEST_TIME ?= 60s
+loadtest: $(STAMP)
+	$(BIN)/python -m locust -f loadtests/locustfile.py --headless --only-summary \
+		-u $(LOADTEST_USERS) -r $(LOADTEST_USERS) -t $(LOADTEST_TIME) --host $(LOADTEST_HOST)
 
 migrate: $(STAMP)
 	$(BIN)/authsvc migrate

@@ -30,7 +30,11 @@ from urllib.parse import unquote, urlparse
 
 HERE = Path(__file__).resolve().parent
 WRK_DIR = HERE / "wrk"
-PASSWORD = "bench passphrase 2026"
+PASSWORD = "bench passphrase 2026"  # noqa: S105 - the bench accounts' own
+REGISTER = "mutation($e:String!,$p:String!){register(email:$e,password:$p){status}}"
+LOGIN = (
+    "mutation($e:String!,$p:String!){login(email:$e,password:$p){tokens{accessToken refreshToken}}}"
+)
 
 
 @dataclass
@@ -187,11 +191,9 @@ def prepare_sessions(env: dict[str, str], workdir: Path, count: int) -> list[tup
         users = max(1, count // 4)
         for i in range(users):
             email = f"bench-prep-{i}@example.com"
-            graphql(port, "mutation($e:String!,$p:String!){register(email:$e,password:$p){status}}",
-                    {"e": email, "p": PASSWORD})  # fmt: skip
+            graphql(port, REGISTER, {"e": email, "p": PASSWORD})
             for _ in range(4):
-                result = graphql(port, "mutation($e:String!,$p:String!){login(email:$e,password:$p)"
-                                 "{tokens{accessToken refreshToken}}}", {"e": email, "p": PASSWORD})  # fmt: skip
+                result = graphql(port, LOGIN, {"e": email, "p": PASSWORD})
                 tokens = result["data"]["login"]["tokens"]
                 pairs.append((tokens["accessToken"], tokens["refreshToken"]))
         return pairs[:count]
@@ -247,8 +249,7 @@ def main() -> int:
         logins = workdir / "emails.txt"
         emails = [f"bench-login-{run_id}-{i}@example.com" for i in range(8)]
         for email in emails:
-            graphql(port, "mutation($e:String!,$p:String!){register(email:$e,password:$p){status}}",
-                    {"e": email, "p": PASSWORD})  # fmt: skip
+            graphql(port, REGISTER, {"e": email, "p": PASSWORD})
         logins.write_text("\n".join(emails) + "\n")
         try:
             ceilings = {}

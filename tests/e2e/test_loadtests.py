@@ -1,0 +1,55 @@
+"""The load tests cannot rot: a short headless Locust run against a real server, and
+a smoke run of `make bench` (every scenario for a second)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.processes import ServiceProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_locust_headless_run(tmp_path):
+    service = ServiceProcess(tmp_path, {"BCRYPT_ROUNDS": "4"})
+    try:
+        result = subprocess.run(
+            [
+                sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
+                "--headless", "-u", "4", "-r", "4", "-t", "4s", "--stop-timeout", "2",
+                "--host", f"http://127.0.0.1:{service.port}", "--csv", str(tmp_path / "run"),
+                "--exit-code-on-error", "1",
+            ],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        assert service.terminate() == 0
+    assert result.returncode == 0, result.stderr[-2000:]
+    with (tmp_path / "run_stats.csv").open() as fh:
+        rows = {row["Name"]: row for row in csv.DictReader(fh)}
+    for name in ("register", "login", "me"):
+        assert int(rows[name]["Request Count"]) > 0, rows
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+
+
+def test_bench_smoke(tmp_path):
+    assert shutil.which("wrk"), "wrk is needed: .ci/run installs it (apt-get install wrk)"
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "loadtests" / "bench.py"), "--smoke", "--rounds", "4",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = {(r["scenario"], r["connections"]): r for r in json.loads(out.read_text())["results"]}
+    for scenario in ("ceiling (bare Tornado)", "refresh", "renew", "me", "login", "register"):
+        measured = results[(scenario, 32)]
+        assert measured["rps"] > 0 and measured["errors"] == 0, measured
+        assert measured["peak_rss_mb"] > 0
+    assert results[("refresh (during login flood)", 32)]["errors"] == 0
+    assert "req/s" in result.stdout and "÷ceiling" in result.stdout
