@@ -17,13 +17,15 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
 
 from authsvc.app import InFlight, make_app
 from authsvc.services import open_services
-from authsvc.settings import Settings
+from authsvc.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,25 @@ def run(settings: Settings) -> int:
     """Serve with ``settings.effective_workers`` processes; returns the exit code."""
     workers = settings.effective_workers
     if workers == 1:
-        asyncio.run(serve(settings))
+        run_loop(settings, serve(settings))
         return 0
-    asyncio.run(check_startup(settings))  # fail once, clearly, before forking
+    run_loop(settings, check_startup(settings))  # fail once, clearly, before forking
     return Supervisor(settings, workers).run()
+
+
+def run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on the event loop EVENT_LOOP names (uvloop when installed)."""
+    factory = None
+    if settings.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise ConfigError(
+                "EVENT_LOOP=uvloop needs uvloop: pip install 'authsvc[uvloop]'"
+            ) from None
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
 
 
 async def check_startup(settings: Settings) -> None:
@@ -135,7 +152,7 @@ class Supervisor:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                asyncio.run(serve(self.settings, worker))
+                run_loop(self.settings, serve(self.settings, worker))
             except BaseException:
                 log.exception("worker %d failed", worker)
                 code = 1

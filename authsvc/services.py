@@ -81,7 +81,9 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
         for close in reversed(closers):
             await close()
         raise
-    hasher = PasswordHasher(settings.bcrypt_rounds, settings.hash_threads, settings.hash_queue_max)
+    hasher = PasswordHasher(
+        settings.bcrypt_rounds, settings.effective_hash_threads, settings.hash_queue_max
+    )
 
     async def close_hasher() -> None:
         hasher.close()

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Worker processes; unset: one per core in production, one in development.
     workers: int | None = Field(None, ge=1, le=256)
+    #: asyncio's own loop, or uvloop (the `uvloop` extra), faster on the hot paths.
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
     #: How long in-flight requests get to finish after SIGTERM before they are cut.
     shutdown_timeout_s: float = Field(10.0, ge=0, le=600)
 
@@ -126,9 +128,11 @@ class Settings(BaseSettings):
 
     # --- accounts and passwords --------------------------------------------------------
     bcrypt_rounds: int = Field(12, ge=4, le=31)
-    hash_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    #: Hashing threads per worker; unset: the cores shared out among the workers, so
+    #: that all workers together hash on every core and no more.
+    hash_threads: int | None = Field(None, ge=1, le=256)
     #: Hashes waiting or running per worker before login and register answer "busy"
-    #: (status 503) at once; unset: 4 per hashing thread.
+    #: (status 503) at once; unset: 16 per hashing thread.
     hash_queue_max: int | None = Field(None, ge=1, le=10_000)
     password_min_length: int = Field(8, ge=1, le=72)
     password_reject_common: bool = True
@@ -172,6 +176,12 @@ class Settings(BaseSettings):
         if self.workers is not None:
             return self.workers
         return (os.cpu_count() or 1) if self.is_production else 1
+
+    @property
+    def effective_hash_threads(self) -> int:
+        if self.hash_threads is not None:
+            return self.hash_threads
+        return max(1, (os.cpu_count() or 1) // self.effective_workers)
 
     @property
     def introspection_enabled(self) -> bool:

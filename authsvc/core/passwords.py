@@ -22,7 +22,7 @@ from authsvc.core.validation import BCRYPT_MAX_PASSWORD_BYTES
 T = TypeVar("T")
 
 #: Added to the hashing threads' nice value (Linux; elsewhere nothing happens).
-HASHING_NICENESS = 10
+HASHING_NICENESS = 5
 
 
 class PasswordHasher:
@@ -35,7 +35,7 @@ class PasswordHasher:
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="bcrypt", initializer=_lower_priority
         )
-        self._max_pending = max_pending if max_pending is not None else 4 * threads
+        self._max_pending = max_pending if max_pending is not None else 16 * threads
         self.pending = 0
         self._decoy_hash: bytes | None = None
 
