@@ -14,10 +14,12 @@ from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.executor import GraphQLExecutor
 from authsvc.graphql.handler import (
     GraphQLHandler,
+    HealthHandler,
     IntrospectionHandler,
     JSONHandler,
     JWKSHandler,
     NotFoundHandler,
+    ReadinessHandler,
 )
 from authsvc.graphql.limits import QueryLimits
 from authsvc.graphql.resolvers import RESOLVERS
@@ -108,6 +110,8 @@ def make_app(
             },
         ),
         (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),
+        (r"/healthz", HealthHandler),
+        (r"/readyz", ReadinessHandler, {"services": services}),
     ]
     if settings.introspection_client_secret is not None:
         # Not routed at all without a secret: nobody can reach it unauthenticated.

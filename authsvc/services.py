@@ -19,7 +19,7 @@ from authsvc.core.validation import PasswordPolicy
 from authsvc.settings import Settings
 from authsvc.signing import access_ring, refresh_ring
 from authsvc.stores import mysql, sqlite
-from authsvc.stores.base import CounterStore, SessionStore, UserStore
+from authsvc.stores.base import CounterStore, SessionStore, StoreUnavailable, UserStore
 from authsvc.stores.migrations import Migration, MigrationsPending, latest_version
 from authsvc.stores.redis import RedisCounterStore, RedisSessionStore
 
@@ -34,6 +34,21 @@ class Services:
     accounts: AccountService
     sessions: SessionService
     closers: list[Closer] = field(default_factory=list)
+    #: What readiness depends on, by name ("database", "redis"): each raises
+    #: StoreUnavailable unless its server answers.
+    probes: dict[str, Closer] = field(default_factory=dict)
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency's state: "ok", or why it is not."""
+        states = {}
+        for name, probe in self.probes.items():
+            try:
+                await probe()
+            except StoreUnavailable as exc:
+                states[name] = f"unavailable: {exc}"
+            else:
+                states[name] = "ok"
+        return states
 
     async def close(self) -> None:
         for close in reversed(self.closers):
@@ -75,8 +90,9 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
     production raises MigrationsPending when ``authsvc migrate`` has not been run.
     Raises StoreUnavailable when a configured server cannot be reached."""
     closers: list[Closer] = []
+    probes: dict[str, Closer] = {}
     try:
-        users, sessions, counters = await _open_stores(settings, closers)
+        users, sessions, counters = await _open_stores(settings, closers, probes)
     except BaseException:
         for close in reversed(closers):
             await close()
@@ -127,6 +143,7 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
             ),
         ),
         closers=closers,
+        probes=probes,
     )
 
 
@@ -144,7 +161,7 @@ def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
 
 
 async def _open_stores(
-    settings: Settings, closers: list[Closer]
+    settings: Settings, closers: list[Closer], probes: dict[str, Closer]
 ) -> tuple[UserStore, SessionStore, CounterStore]:
     sqlite_db: sqlite.SQLiteDatabase | None = None
 
@@ -155,6 +172,7 @@ async def _open_stores(
                 settings.sqlite_path, settings.store_timeout_s
             )
             closers.append(sqlite_db.close)
+            probes["embedded store"] = sqlite_db.ping
             await sqlite.migrate(sqlite_db)  # the embedded file is always kept current
         return sqlite_db
 
@@ -162,6 +180,7 @@ async def _open_stores(
     if settings.users_backend == "mysql":
         pool = await mysql.MySQLPool.open(mysql_config(settings))
         closers.append(pool.close)
+        probes["database"] = pool.ping
         if settings.is_production:
             version = await mysql.schema_version(pool)
             if version < latest_version("mysql"):
@@ -184,6 +203,7 @@ async def _open_stores(
             timeout_s=settings.store_timeout_s,
         )
         closers.append(redis_store.close)
+        probes["redis"] = redis_store.ping
         await redis_store.ping()
         sessions = redis_store
         counters: CounterStore = RedisCounterStore(

@@ -150,6 +150,30 @@ class IntrospectionHandler(JSONHandler):
         return hmac.compare_digest(given, self.expected)
 
 
+class HealthHandler(JSONHandler):
+    """GET /healthz: the process answers (liveness). Touches no dependency."""
+
+    def get(self) -> None:
+        self.outcome = "ok"
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(200, {"status": "ok"})
+
+
+class ReadinessHandler(JSONHandler):
+    """GET /readyz: every dependency answers within STORE_TIMEOUT_S; 503 naming the
+    failing part otherwise, so a load balancer stops sending traffic here."""
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    async def get(self) -> None:
+        checks = await self.services.readiness()
+        ready = all(state == "ok" for state in checks.values())
+        self.outcome = "ready" if ready else "not_ready"
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(200 if ready else 503, {"status": self.outcome, "checks": checks})
+
+
 class NotFoundHandler(JSONHandler):
     def prepare(self) -> None:
         super().prepare()

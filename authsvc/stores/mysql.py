@@ -76,6 +76,10 @@ class MySQLPool:
             ) from exc
         return cls(pool, config.timeout_s)
 
+    async def ping(self) -> None:
+        """Raises StoreUnavailable unless the server answers."""
+        await self.fetchone("SELECT 1")
+
     async def close(self) -> None:
         self._pool.close()
         await self._pool.wait_closed()

@@ -86,6 +86,10 @@ class SQLiteDatabase:
                 raise
             await self._execute("COMMIT")
 
+    async def ping(self) -> None:
+        """Raises StoreUnavailable unless the file answers."""
+        await self.fetchone("SELECT 1")
+
     async def close(self) -> None:
         await self._conn.close()
 

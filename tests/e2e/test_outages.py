@@ -88,6 +88,13 @@ async def test_redis_down_then_back(client, redis_instance):
     _, body = await client.post(ME, token=access)  # checks the session is alive
     assert unavailable(body, "me")
 
+    response = await client.raw("GET", "/readyz")
+    body = json.loads(response.body)
+    assert response.code == 503 and body["status"] == "not_ready"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["redis"].startswith("unavailable")
+    assert (await client.raw("GET", "/healthz")).code == 200  # the process itself is fine
+
     redis_instance.start()  # empty: this Redis keeps nothing on disk
     _, body = await client.post(REFRESH, token=refresh)
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -121,12 +128,16 @@ async def test_mariadb_down_then_back(client, mariadb):
         assert unavailable(body, "register") and elapsed < ANSWER_BOUND_S
         _, body = await client.post(ME, token=access)
         assert unavailable(body, "me")
+        response = await client.raw("GET", "/readyz")
+        assert response.code == 503
+        assert json.loads(response.body)["checks"]["database"].startswith("unavailable")
         # A refresh needs only Redis: it keeps working while the database is down.
         _, body = await client.post(REFRESH, token=refresh)
         assert body["data"]["refresh"]
     finally:
         mariadb.start()
     # Back by itself: the pool drops its dead connections and reconnects.
+    assert (await client.raw("GET", "/readyz")).code == 200
     _, body = await client.post(ME, token=access)
     assert body["data"]["me"]["email"] == email
     assert (await client.login(email))["status"] == 200
