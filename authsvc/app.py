@@ -24,6 +24,7 @@ from authsvc.graphql.handler import (
 from authsvc.graphql.limits import QueryLimits
 from authsvc.graphql.resolvers import RESOLVERS
 from authsvc.graphql.schema import build_executable_schema
+from authsvc.logs import stamp_request_ids
 from authsvc.services import Services
 from authsvc.settings import Settings
 
@@ -85,6 +86,7 @@ class InFlight:
 def make_app(
     settings: Settings, services: Services, in_flight: InFlight | None = None
 ) -> tornado.web.Application:
+    stamp_request_ids()
     limits = QueryLimits(
         max_depth=settings.graphql_max_depth,
         max_aliases=settings.graphql_max_aliases,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from authsvc import __version__, server, services, signing
 from authsvc.core.errors import UnknownUser
+from authsvc.logs import configure_logging
 from authsvc.settings import ConfigError, Settings, load_settings
 from authsvc.stores.base import StoreUnavailable
 from authsvc.stores.migrations import MigrationsPending
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("INFO")  # so that warnings while loading the settings are formatted
     try:
         settings = load_settings(args.env_file, **overrides)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.effective_log_format)
         if args.command == "serve":
             return server.run(settings)
         elif args.command == "migrate":
@@ -107,19 +108,6 @@ async def run_users_command(settings: Settings, args: argparse.Namespace) -> Non
         print(f"{'disabled' if disable else 'enabled'} {user.email}")
     finally:
         await opened.close()
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    # Tornado's own access log would duplicate ours; aiosqlite logs every statement
-    # with its parameters (emails, password hashes) at DEBUG.
-    for noisy in ("tornado.access", "aiosqlite"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def print_config(settings: Settings) -> None:

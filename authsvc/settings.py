@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     app_host: str = "127.0.0.1"
     app_port: int = Field(3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: json or text; unset: JSON lines in production, readable lines in development.
+    log_format: Literal["json", "text"] | None = None
     #: Worker processes; unset: one per core in production, one in development.
     workers: int | None = Field(None, ge=1, le=256)
     #: asyncio's own loop, or uvloop (the `uvloop` extra), faster on the hot paths.
@@ -170,6 +172,12 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: str) -> str:
         parse_networks(value)  # raises ValueError naming the bad entry
         return value
+
+    @property
+    def effective_log_format(self) -> Literal["json", "text"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "text"
 
     @property
     def effective_workers(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import Busy, FieldError, InvalidInput, UnknownUser, invalid_login
 from authsvc.core.passwords import PasswordHasher
@@ -60,6 +61,7 @@ class AccountService:
             await self._users.create(user)
         except DuplicateEmail:
             raise _email_taken() from None
+        audit("registered", user_id=user.id)
         return user
 
     async def check_credentials(self, email: str, password: str, client_ip: str) -> User:
@@ -83,6 +85,7 @@ class AccountService:
         except Busy:
             raise  # not an attempt: nothing was checked
         except InvalidInput:
+            audit("login_failed")  # no email: an unknown one may be a user's password typo
             await self._limiter.count("login-fail", email, limits.login_failures_per_account)
             await self._limiter.count("login-streak", email, limits.consecutive_failures)
             raise
@@ -122,6 +125,7 @@ class AccountService:
         new_hash = await self._hasher.hash(new_password)
         await self._users.set_password_hash(user.id, new_hash, self._clock())
         await self._sessions.delete_all_for_user(user.id, keep=keep_session)
+        audit("password_changed", user_id=user.id)
 
     async def set_disabled(self, email: str, disabled: bool) -> User:
         """Disable (ending every session at once) or enable an account.
@@ -132,6 +136,7 @@ class AccountService:
         await self._users.set_disabled(user.id, disabled, self._clock())
         if disabled:
             await self._sessions.delete_all_for_user(user.id)
+        audit("user_disabled" if disabled else "user_enabled", user_id=user.id)
         return user
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from authsvc.core.accounts import AccountService
+from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import RotationRequired, Unauthorized
 from authsvc.core.ratelimits import RateLimiter
@@ -24,8 +25,6 @@ from authsvc.stores.base import RefreshUse, Session, SessionStore, User, UserSto
 
 #: Client details kept on a session are for people reading them, so they are capped.
 MAX_USER_AGENT_CHARS = 256
-
-security_log = logging.getLogger("authsvc.security")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +113,7 @@ class SessionService:
                 ip=client.ip,
             )
         )
+        audit("login_succeeded", user_id=user.id, session_id=session_id)
         return self._pair(user.id, session_id, refresh_jti)
 
     async def refresh(self, refresh_token: str) -> str:
@@ -141,6 +141,7 @@ class SessionService:
         claims = self._tokens.verify(self._tokens.refresh, refresh_token)
         if not await self._sessions.delete(claims.sub, claims.sid):
             raise Unauthorized()
+        audit("logged_out", user_id=claims.sub, session_id=claims.sid)
 
     async def authenticate(self, access_token: str) -> Caller:
         """The caller of a valid access token whose session is alive and whose account
@@ -164,7 +165,9 @@ class SessionService:
     async def logout_all(self, access_token: str) -> int:
         """End every session of the caller, the current one included."""
         caller = await self.authenticate(access_token)
-        return await self._sessions.delete_all_for_user(caller.user.id)
+        ended = await self._sessions.delete_all_for_user(caller.user.id)
+        audit("logged_out_everywhere", user_id=caller.user.id, sessions=str(ended))
+        return ended
 
     async def change_password(
         self, access_token: str, current_password: str, new_password: str
@@ -213,12 +216,9 @@ class SessionService:
             grace_s=self._policy.reuse_grace_s,
             idle_timeout_s=self._policy.idle_timeout_s,
         )
-        if outcome is RefreshUse.REUSED:
-            security_log.warning(
-                "event=refresh_reuse_detected user_id=%s session_id=%s: a spent refresh "
-                "token was presented; the session is revoked",
-                claims.sub,
-                claims.sid,
+        if outcome is RefreshUse.REUSED:  # a spent token: copied; the session is revoked
+            audit(
+                "refresh_reuse_detected", logging.WARNING, user_id=claims.sub, session_id=claims.sid
             )
         if outcome in (RefreshUse.REUSED, RefreshUse.MISSING):
             raise Unauthorized()

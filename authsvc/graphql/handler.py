@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import tornado.web
 
+from authsvc import logs
 from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.context import RequestContext
@@ -49,6 +50,7 @@ class JSONHandler(tornado.web.RequestHandler):
         given = self.request.headers.get("X-Request-ID", "")
         self.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         self.set_header("X-Request-ID", self.request_id)
+        logs.request_id.set(self.request_id)  # on every log line of this request
 
     def on_finish(self) -> None:
         if getattr(self, "counted", False):

@@ -85,6 +85,13 @@ def test_production_on_mariadb_and_redis(tmp_path, mysql_server, redis_server):
     assert code == 0
     assert_clean_logs(service, secrets)
     assert not (tmp_path / ".authsvc").exists()  # never falls back to embedded storage
+    # Production logs are JSON lines; each line of a request names its request id.
+    records = [json.loads(line) for line in service.logs().splitlines() if line.strip()]
+    access = [r for r in records if r["logger"] == "authsvc.access"]
+    audit = [r for r in records if r["logger"] == "authsvc.audit"]
+    assert len(access) == 7 and all(len(r["request_id"]) == 32 for r in access)
+    assert [r["event"] for r in audit] == ["registered", "login_succeeded", "logged_out"]
+    assert {r["request_id"] for r in audit} <= {r["request_id"] for r in access}
 
 
 def test_embedded_default(tmp_path):
@@ -96,6 +103,7 @@ def test_embedded_default(tmp_path):
     assert code == 0
     assert (tmp_path / ".authsvc" / "authsvc.sqlite3").exists()
     assert_clean_logs(service, secrets)
+    assert not service.logs().startswith("{")  # readable lines in development
     assert "development secrets" in service.logs()
 
 

@@ -52,7 +52,7 @@ async def test_renew_returns_a_working_pair(client):
 
 @pytest.mark.settings(refresh_reuse_grace_s=0)
 async def test_reuse_after_the_window_revokes_the_whole_family(client, caplog):
-    caplog.set_level(logging.WARNING, logger="authsvc.security")
+    caplog.set_level(logging.WARNING, logger="authsvc.audit")
     _, first = await client.tokens()
     second = (await renew(client, first))["data"]["renew"]
     third = (await renew(client, second["refreshToken"]))["data"]["renew"]

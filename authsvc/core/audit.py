@@ -1,0 +1,18 @@
+"""Audit events: log records with a stable ``event`` name (and ids, never an email,
+token, password or address), for whatever collects the logs to alert on.
+
+    registered, login_succeeded, login_failed, logged_out, logged_out_everywhere,
+    refresh_reuse_detected, password_changed, user_disabled, user_enabled
+"""
+
+from __future__ import annotations
+
+import logging
+
+audit_log = logging.getLogger("authsvc.audit")
+
+
+def audit(event: str, level: int = logging.INFO, **ids: str) -> None:
+    """One audit record: readable as ``event=… key=…``, and as fields in JSON logs."""
+    text = " ".join(f"{key}={value}" for key, value in ids.items())
+    audit_log.log(level, "event=%s %s", event, text, extra={"event": event, **ids})

@@ -1,0 +1,54 @@
+"""Logging: JSON lines in production, readable lines in development, and the request id
+on every line written while a request is being served.
+
+Nothing here ever formats a token, password or secret: the access log and the audit
+events name ids, operations and outcomes only.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+from typing import Any, Literal
+
+from pythonjsonlogger.json import JsonFormatter
+
+#: The id of the request being served in this context ("-" outside any request).
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+_plain_record_factory = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _plain_record_factory(*args, **kwargs)
+    record.request_id = request_id.get()
+    return record
+
+
+def stamp_request_ids() -> None:
+    """Every record made from now on carries ``request_id``, whichever handler (or test
+    capture) receives it."""
+    logging.setLogRecordFactory(_record_with_request_id)
+
+
+def configure_logging(level: str, log_format: Literal["json", "text"] = "text") -> None:
+    stamp_request_ids()
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # Tornado's own access log would duplicate ours; aiosqlite logs every statement
+    # with its parameters (emails, password hashes) at DEBUG.
+    for noisy in ("tornado.access", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
