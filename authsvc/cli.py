@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
 from collections.abc import Sequence
 
 from authsvc import __version__, server, services, signing
-from authsvc.core.errors import UnknownUser
+from authsvc.core.errors import DomainError, InvalidInput
 from authsvc.logs import configure_logging
 from authsvc.settings import ConfigError, Settings, load_settings
 from authsvc.stores.base import StoreUnavailable
@@ -42,11 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("kid")
     users = commands.add_parser("users", help="manage accounts")
     user_commands = users.add_subparsers(dest="users_command", required=True)
+    create = user_commands.add_parser(
+        "create", help="create an account (the password is asked for, or read from stdin)"
+    )
+    create.add_argument("email")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    listing = user_commands.add_parser("list", help="list accounts, oldest first")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--offset", type=int, default=0)
     for name, text in (
         ("disable", "refuse the account everywhere and end all its sessions at once"),
         ("enable", "let a disabled account log in again"),
+        ("delete", "delete the account and end all its sessions"),
     ):
         user_commands.add_parser(name, help=text).add_argument("email")
+    sessions = commands.add_parser("sessions", help="see and end the sessions of an account")
+    session_commands = sessions.add_subparsers(dest="sessions_command", required=True)
+    session_commands.add_parser("list", help="the account's live sessions").add_argument("email")
+    revoke = session_commands.add_parser("revoke", help="end one session, or --all")
+    revoke.add_argument("email")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("session_id", nargs="?")
+    target.add_argument("--all", action="store_true", help="every session of the account")
     return parser
 
 
@@ -74,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_config(settings)
         elif args.command == "keys":
             run_keys_command(settings, args)
-        elif args.command == "users":
-            asyncio.run(run_users_command(settings, args))
-    except (ConfigError, MigrationsPending, StoreUnavailable, UnknownUser) as exc:
+        elif args.command in ("users", "sessions"):
+            asyncio.run(run_admin_command(settings, args))
+    except (ConfigError, MigrationsPending, StoreUnavailable, DomainError) as exc:
         # One clear line, never a stack trace, for what an operator must fix.
         print(f"authsvc: {exc}", file=sys.stderr)
         return 2
@@ -100,14 +120,78 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
         print(f"removed {signing.remove_key(settings, args.kid)}")
 
 
-async def run_users_command(settings: Settings, args: argparse.Namespace) -> None:
+async def run_admin_command(settings: Settings, args: argparse.Namespace) -> None:
+    """`authsvc users …` and `authsvc sessions …`, through the same core services as
+    the API, so the same rules and audit events apply."""
+    sub = args.users_command if args.command == "users" else args.sessions_command
     opened = await services.open_services(settings)
     try:
-        disable = args.users_command == "disable"
-        user = await opened.accounts.set_disabled(args.email, disable)
-        print(f"{'disabled' if disable else 'enabled'} {user.email}")
+        await ADMIN_COMMANDS[(args.command, sub)](opened, args)
     finally:
         await opened.close()
+
+
+async def users_create(opened: services.Services, args: argparse.Namespace) -> None:
+    password = read_password(args.password_stdin)
+    try:
+        user = await opened.accounts.create_user(args.email, password)
+    except InvalidInput as exc:
+        raise ConfigError(exc.message) from None
+    print(f"created {user.email} ({user.id})")
+
+
+async def users_list(opened: services.Services, args: argparse.Namespace) -> None:
+    for user in await opened.accounts.list_users(args.limit, args.offset):
+        flags = [name for name, on in (("disabled", user.disabled),
+                                       ("unconfirmed", not user.confirmed)) if on]  # fmt: skip
+        print(f"{user.id}  {user.email}  {user.created_at.isoformat()}  {','.join(flags) or '-'}")
+
+
+async def users_disable(opened: services.Services, args: argparse.Namespace) -> None:
+    disable = args.users_command == "disable"
+    user = await opened.accounts.set_disabled(args.email, disable)
+    print(f"{'disabled' if disable else 'enabled'} {user.email}")
+
+
+async def users_delete(opened: services.Services, args: argparse.Namespace) -> None:
+    user = await opened.accounts.delete_user(args.email)
+    print(f"deleted {user.email} ({user.id})")
+
+
+async def sessions_list(opened: services.Services, args: argparse.Namespace) -> None:
+    user, live = await opened.sessions.sessions_of(args.email)
+    for session in live:
+        print(f"{session.id}  created {session.created_at.isoformat()}  "
+              f"last used {session.last_used_at.isoformat()}  {session.ip or '-'}  "
+              f"{session.user_agent or '-'}")  # fmt: skip
+    print(f"{len(live)} live sessions of {user.email}")
+
+
+async def sessions_revoke(opened: services.Services, args: argparse.Namespace) -> None:
+    session_id = None if args.all else args.session_id
+    ended = await opened.sessions.end_sessions_of(args.email, session_id)
+    print(f"ended {ended} sessions")
+
+
+ADMIN_COMMANDS = {
+    ("users", "create"): users_create,
+    ("users", "list"): users_list,
+    ("users", "disable"): users_disable,
+    ("users", "enable"): users_disable,
+    ("users", "delete"): users_delete,
+    ("sessions", "list"): sessions_list,
+    ("sessions", "revoke"): sessions_revoke,
+}
+
+
+def read_password(from_stdin: bool) -> str:
+    """The new account's password: never from the command line, where `ps` shows it."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ConfigError("the passwords differ")
+    return first
 
 
 def print_config(settings: Settings) -> None:

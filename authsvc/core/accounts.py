@@ -38,6 +38,11 @@ class AccountService:
         ``client_ip``, InvalidInput with every field error, or "already taken" when the
         email exists (also when a concurrent call won)."""
         await self._limiter.hit("register-ip", client_ip, self._limiter.policy.registrations_per_ip)
+        return await self.create_user(email, password)
+
+    async def create_user(self, email: str, password: str) -> User:
+        """Create an account with no rate limit (``register`` and the admin CLI). Raises
+        Busy, InvalidInput with every field error, or "already taken"."""
         self._hasher.ensure_capacity()  # busy: answer now, before any lookup
         errors = email_errors(email) + self._policy.errors(password, email)
         if errors:
@@ -127,12 +132,28 @@ class AccountService:
         await self._sessions.delete_all_for_user(user.id, keep=keep_session)
         audit("password_changed", user_id=user.id)
 
-    async def set_disabled(self, email: str, disabled: bool) -> User:
-        """Disable (ending every session at once) or enable an account.
-        Raises UnknownUser."""
+    async def find(self, email: str) -> User:
+        """The account with that email. Raises UnknownUser."""
         user = await self._users.get_by_email(normalize_email(email))
         if user is None:
             raise UnknownUser(email)
+        return user
+
+    async def list_users(self, limit: int, offset: int = 0) -> list[User]:
+        return await self._users.list(limit, offset)
+
+    async def delete_user(self, email: str) -> User:
+        """Delete an account and end its sessions. Raises UnknownUser."""
+        user = await self.find(email)
+        await self._sessions.delete_all_for_user(user.id)
+        await self._users.delete(user.id)
+        audit("user_deleted", user_id=user.id)
+        return user
+
+    async def set_disabled(self, email: str, disabled: bool) -> User:
+        """Disable (ending every session at once) or enable an account.
+        Raises UnknownUser."""
+        user = await self.find(email)
         await self._users.set_disabled(user.id, disabled, self._clock())
         if disabled:
             await self._sessions.delete_all_for_user(user.id)

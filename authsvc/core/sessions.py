@@ -169,6 +169,21 @@ class SessionService:
         audit("logged_out_everywhere", user_id=caller.user.id, sessions=str(ended))
         return ended
 
+    async def sessions_of(self, email: str) -> tuple[User, list[Session]]:
+        """The account of ``email`` and its live sessions (admin). Raises UnknownUser."""
+        user = await self._accounts.find(email)
+        return user, await self._sessions.list_for_user(user.id)
+
+    async def end_sessions_of(self, email: str, session_id: str | None = None) -> int:
+        """End one session of the account, or all (admin). Raises UnknownUser."""
+        user = await self._accounts.find(email)
+        if session_id is not None:
+            ended = int(await self._sessions.delete(user.id, session_id))
+        else:
+            ended = await self._sessions.delete_all_for_user(user.id)
+        audit("sessions_revoked", user_id=user.id, sessions=str(ended))
+        return ended
+
     async def change_password(
         self, access_token: str, current_password: str, new_password: str
     ) -> None:

@@ -105,6 +105,12 @@ class UserStore(Protocol):
     async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
         """Disable or enable the user; False if there is no such user."""
 
+    async def list(self, limit: int, offset: int = 0) -> list[User]:
+        """Users, oldest first."""
+
+    async def delete(self, user_id: str) -> bool:
+        """Delete the user; False if there is no such user."""
+
 
 class SessionStore(Protocol):
     async def create(self, session: Session) -> None:

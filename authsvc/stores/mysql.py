@@ -88,6 +88,11 @@ class MySQLPool:
         row: tuple[Any, ...] | None = await self._run(sql, args, fetch=True)
         return row
 
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self.connection() as conn, conn.cursor() as cur:
+            await cur.execute(sql, args)
+            return list(await cur.fetchall())
+
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it matched."""
         try:

@@ -21,6 +21,8 @@ class SQLDatabase(Protocol):
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Any] | None: ...
 
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Sequence[Any]]: ...
+
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it matched."""
 
@@ -34,6 +36,11 @@ class SQLUserStore:
         self._by_id = f"SELECT {_COLUMNS} FROM users WHERE id = {self.placeholder}"  # noqa: S608
         self._by_email = f"SELECT {_COLUMNS} FROM users WHERE email = {self.placeholder}"  # noqa: S608
         self._insert = f"INSERT INTO users ({_COLUMNS}) VALUES ({marks})"  # noqa: S608
+        self._page = (
+            f"SELECT {_COLUMNS} FROM users ORDER BY created_at, id"  # noqa: S608
+            f" LIMIT {self.placeholder} OFFSET {self.placeholder}"
+        )
+        self._delete = f"DELETE FROM users WHERE id = {self.placeholder}"  # noqa: S608
         mark = self.placeholder  # only the driver's marker is formatted in, never a value
         self._set_hash = (
             f"UPDATE users SET password_hash = {mark}, updated_at = {mark} WHERE id = {mark}"  # noqa: S608
@@ -87,6 +94,13 @@ class SQLUserStore:
             self._set_disabled, (disabled, self.encode_time(now), user_id)
         )
         return bool(changed)
+
+    async def list(self, limit: int, offset: int = 0) -> list[User]:
+        rows = await self._db.fetchall(self._page, (limit, offset))
+        return [user for row in rows if (user := self._user(row)) is not None]
+
+    async def delete(self, user_id: str) -> bool:
+        return bool(await self._db.execute(self._delete, (user_id,)))
 
     def _user(self, row: Sequence[Any] | None) -> User | None:
         if row is None:

@@ -49,3 +49,47 @@ def test_disable_ends_every_session_at_once_and_enable_lets_back_in(
         )
     finally:
         assert service.terminate() == 0
+
+
+def test_admin_commands_on_the_embedded_store(tmp_path):
+    env = {"BCRYPT_ROUNDS": "4"}
+
+    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            authsvc_command(*args), cwd=tmp_path, env=child_env(env), input=stdin,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    email = new_email()
+    created = cli("users", "create", email, "--password-stdin", stdin=PASSWORD + "\n")
+    assert created.returncode == 0 and created.stdout.startswith(f"created {email} (")
+    short = cli("users", "create", new_email(), "--password-stdin", stdin="short\n")
+    assert short.returncode == 2
+    assert short.stderr.strip().splitlines()[-1] == (
+        "authsvc: password: password must be at least 8 characters"
+    )
+    assert PASSWORD not in created.stdout + created.stderr
+    listed = cli("users", "list")
+    assert email in listed.stdout
+
+    service = ServiceProcess(tmp_path, env)
+    try:
+        for _ in range(2):
+            _, body = service.graphql(LOGIN, {"email": email, "password": PASSWORD})
+            assert body["data"]["login"]["status"] == 200
+        sessions = cli("sessions", "list", email)
+        assert sessions.stdout.strip().splitlines()[-1] == f"2 live sessions of {email}"
+        first_session = sessions.stdout.split()[0]
+        assert cli("sessions", "revoke", email, first_session).stdout.strip() == "ended 1 sessions"
+        assert cli("sessions", "revoke", email, "--all").stdout.strip() == "ended 1 sessions"
+        assert cli("sessions", "list", email).stdout.strip() == f"0 live sessions of {email}"
+        deleted = cli("users", "delete", email)
+        assert deleted.returncode == 0 and deleted.stdout.startswith(f"deleted {email}")
+        _, body = service.graphql(LOGIN, {"email": email, "password": PASSWORD})
+        assert body["data"]["login"]["status"] == 401
+    finally:
+        assert service.terminate() == 0
+    for command in (("users", "delete", email), ("sessions", "list", email)):
+        unknown = cli(*command)
+        assert unknown.returncode == 2
+        assert unknown.stderr.strip().splitlines()[-1] == f"authsvc: no user with email '{email}'"

@@ -69,3 +69,18 @@ async def test_concurrent_creates_of_one_email_have_one_winner(user_store):
     )
     assert sum(r is None for r in results) == 1
     assert all(isinstance(r, DuplicateEmail) for r in results if r is not None)
+
+
+async def test_list_pages_oldest_first_and_delete(user_store):
+    first, second = make_user(), make_user()
+    second = replace(second, created_at=first.created_at.replace(year=2027))
+    await user_store.create(first)
+    await user_store.create(second)
+    listed = await user_store.list(limit=10_000)
+    ids = [u.id for u in listed]
+    assert ids.index(first.id) < ids.index(second.id)
+    assert len(await user_store.list(limit=1)) == 1
+    assert await user_store.delete(first.id)
+    assert not await user_store.delete(first.id)
+    assert await user_store.get(first.id) is None
+    assert await user_store.get(second.id) == second
