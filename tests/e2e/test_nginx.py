@@ -1,0 +1,140 @@
+"""docker/nginx.conf for real: Debian's nginx in front of two authsvc processes on
+loopback runs the whole flow, and authsvc sees the client address nginx forwarded.
+docker/compose.yaml is checked for what the deployment relies on (and by `docker
+compose config` where the compose client exists)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.e2e.processes import ServiceProcess, free_port, wait_for_port
+from tests.e2e.test_serve import migrate, production_env
+from tests.helpers import LOGIN, LOGOUT, ME, PASSWORD, REFRESH, REGISTER, SESSIONS, new_email
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+CLIENT_ADDRESS = "127.0.0.5"  # the test's requests leave from here; nginx is on 127.0.0.1
+
+
+def nginx_config(tmp_path: Path, listen: int, upstreams: list[int]) -> Path:
+    """docker/nginx.conf with its listen port and upstream servers pointed at loopback,
+    and its files kept in ``tmp_path``: nothing else of it is changed."""
+    config = (DOCKER / "nginx.conf").read_text()
+    servers = "\n".join(f"        server 127.0.0.1:{port};" for port in upstreams)
+    config, count = re.subn(r"^\s*server authsvc:3000[^\n]*$", servers, config, flags=re.M)
+    assert count == 1
+    config = config.replace("listen 80;", f"listen 127.0.0.1:{listen};")
+    config = config.replace("worker_processes auto;", (
+        f"worker_processes 1;\npid {tmp_path}/nginx.pid;\n"
+        f"error_log {tmp_path}/error.log;"
+    ))  # fmt: skip
+    config = config.replace("http {", f"http {{\n    access_log {tmp_path}/access.log;", 1)
+    path = tmp_path / "nginx.conf"
+    path.write_text(config)
+    return path
+
+
+def request(port: int, query: str, variables=None, token=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
+                                      source_address=(CLIENT_ADDRESS, 0))  # fmt: skip
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    if token:
+        all_headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps({"query": query, "variables": variables or {}})
+    try:
+        conn.request("POST", "/graphql", body=body, headers=all_headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_the_whole_flow_through_nginx(tmp_path, mysql_server, redis_server):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), (
+        "nginx is needed: .ci/run installs it (apt-get install nginx-light)"
+    )
+    env = production_env(mysql_server, redis_server)
+    env |= {"WORKERS": "1", "TRUSTED_PROXIES": "127.0.0.1"}
+    migrate(tmp_path, env)
+    backends = [ServiceProcess(tmp_path, env) for _ in range(2)]
+    listen = free_port()
+    config = nginx_config(tmp_path, listen, [b.port for b in backends])
+    command = [nginx, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"]
+    proxy = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(listen, 15, proxy)
+        email = new_email()
+        _, body = request(listen, REGISTER, {"email": email, "password": PASSWORD})
+        assert body["data"]["register"]["status"] == 201
+        # A client that tries to pick its own address: nginx appends the real one.
+        _, body = request(listen, LOGIN, {"email": email, "password": PASSWORD},
+                          headers={"X-Forwarded-For": "6.6.6.6"})  # fmt: skip
+        tokens = json.loads(body["data"]["login"]["payload"])
+        _, body = request(listen, ME, token=tokens["access_token"])
+        assert body["data"]["me"]["email"] == email
+        _, body = request(listen, SESSIONS, token=tokens["access_token"])
+        assert body["data"]["sessions"][0]["ip"] == CLIENT_ADDRESS
+        _, body = request(listen, REFRESH, token=tokens["refresh_token"])
+        assert body["data"]["refresh"]
+        assert request(listen, LOGOUT, token=tokens["refresh_token"])[1] == {
+            "data": {"logout": True}
+        }
+        _, body = request(listen, REFRESH, token=tokens["refresh_token"])
+        assert body["errors"][0]["message"] == "Unauthorized"
+        # Only the public endpoints are exposed.
+        conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=10)
+        for path, status in (("/healthz", 200), ("/.well-known/jwks.json", 200),
+                             ("/readyz", 404), ("/introspect", 404)):  # fmt: skip
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == status, path
+        conn.close()
+        # Both replicas served: nginx spread the requests.
+        served = [b.logs().count("authsvc.access") for b in backends]
+        assert all(count > 0 for count in served), served
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+        for backend in backends:
+            assert backend.terminate() == 0
+
+
+def test_compose_file_declares_the_deployment():
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"mariadb", "redis", "migrate", "authsvc", "nginx"}
+    assert services["authsvc"]["deploy"]["replicas"] == 2
+    assert services["authsvc"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["migrate"]["command"] == ["migrate"]
+    for name in ("mariadb", "redis", "nginx"):
+        assert "healthcheck" in services[name], name
+    text = (DOCKER / "compose.yaml").read_text() + (DOCKER / "Dockerfile").read_text()
+    assert "SECRET=" not in text and "PASSWORD=" not in text  # no secret baked in
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert "USER 10001" in dockerfile and "HEALTHCHECK" in dockerfile
+    assert dockerfile.count("FROM ") == 2  # multi-stage
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
+        (DOCKER / "authsvc.env").touch()
+        try:
+            compose_file = str(DOCKER / "compose.yaml")
+            result = subprocess.run(
+                [docker, "compose", "-f", compose_file, "config", "--quiet"],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+        finally:
+            (DOCKER / "authsvc.env").unlink()
