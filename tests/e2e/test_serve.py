@@ -162,3 +162,11 @@ def test_unreachable_server_at_start_is_one_clear_line(
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("authsvc: ") and ("MariaDB" in last or "Redis" in last), last
+
+
+def test_uvloop_event_loop(tmp_path):
+    service = ServiceProcess(tmp_path, {"BCRYPT_ROUNDS": "4", "EVENT_LOOP": "uvloop"})
+    try:
+        drive_the_whole_flow(service)
+    finally:
+        assert service.terminate() == 0
