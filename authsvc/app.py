@@ -25,6 +25,7 @@ from authsvc.graphql.limits import QueryLimits
 from authsvc.graphql.resolvers import RESOLVERS
 from authsvc.graphql.schema import build_executable_schema
 from authsvc.logs import stamp_request_ids
+from authsvc.metrics import metrics
 from authsvc.services import Services
 from authsvc.settings import Settings
 
@@ -44,6 +45,13 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         request_id, operation, outcome = handler.request_id, handler.operation, handler.outcome
     else:
         request_id = operation = outcome = "-"
+    if outcome == "-":
+        outcome = f"http_{status}"
+    counted = metrics()
+    counted.observe_request(operation, outcome, duration_ms / 1000)
+    services = handler.application.settings.get("services")
+    if services is not None:
+        counted.observe_gauges(services.hashing_backlog(), services.pool_usage())
     access_log.log(
         level,
         "request_id=%s method=%s path=%s status=%d op=%s outcome=%s duration_ms=%.1f",
@@ -132,6 +140,7 @@ def make_app(
         routes,
         default_handler_class=NotFoundHandler,
         in_flight=in_flight or InFlight(),
+        services=services,
         log_function=log_request,
         xsrf_cookies=False,
         serve_traceback=False,

@@ -16,18 +16,25 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Coroutine
 from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
+import tornado.web
+from prometheus_client import REGISTRY
 
+from authsvc import metrics
 from authsvc.app import InFlight, make_app
 from authsvc.services import open_services
 from authsvc.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
+
+#: The number the supervisor gives the metrics process among its children.
+METRICS_PROCESS = -1
 
 #: A worker dying this many times within RESPAWN_WINDOW_S means it cannot run: stop.
 MAX_RESPAWNS = 5
@@ -38,8 +45,11 @@ def run(settings: Settings) -> int:
     """Serve with ``settings.effective_workers`` processes; returns the exit code."""
     workers = settings.effective_workers
     if workers == 1:
-        run_loop(settings, serve(settings))
+        run_loop(settings, serve(settings, serve_metrics=True))
         return 0
+    if settings.metrics_port is not None:
+        # Before any fork and any metric: every worker writes its samples to files here.
+        metrics.use_multiprocess(tempfile.mkdtemp(prefix="authsvc-metrics-"))
     run_loop(settings, check_startup(settings))  # fail once, clearly, before forking
     return Supervisor(settings, workers).run()
 
@@ -66,11 +76,15 @@ async def check_startup(settings: Settings) -> None:
     await services.close()
 
 
-async def serve(settings: Settings, worker: int = 0) -> None:
+async def serve(settings: Settings, worker: int = 0, serve_metrics: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting, let in-flight requests
-    finish (up to SHUTDOWN_TIMEOUT_S), close the pools and return."""
+    finish (up to SHUTDOWN_TIMEOUT_S), close the pools and return. ``serve_metrics``:
+    this process also answers METRICS_PORT (the only worker)."""
     services = await open_services(settings)
+    metrics_server = None
     try:
+        if serve_metrics and settings.metrics_port is not None:
+            metrics_server = listen_metrics(settings, metrics.metrics_app(REGISTRY))
         in_flight = InFlight()
         app = make_app(settings, services, in_flight)
         # The handler streams bodies and enforces MAX_BODY_BYTES itself with a clear 413;
@@ -103,8 +117,31 @@ async def serve(settings: Settings, worker: int = 0) -> None:
             log.warning("worker %d: drain timed out, cutting %d requests", worker, in_flight.count)
         await server.close_all_connections()  # idle keep-alive connections
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         await services.close()
     log.info("worker %d stopped", worker)
+
+
+def listen_metrics(
+    settings: Settings, app: tornado.web.Application
+) -> tornado.httpserver.HTTPServer:
+    assert settings.metrics_port is not None
+    server = tornado.httpserver.HTTPServer(app)
+    server.listen(settings.metrics_port, settings.metrics_host)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    return server
+
+
+async def serve_aggregated_metrics(settings: Settings) -> None:
+    """The metrics process of a multi-worker service: the sum of every worker's files."""
+    server = listen_metrics(settings, metrics.metrics_app(metrics.aggregate_registry()))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    server.stop()
 
 
 class Supervisor:
@@ -122,6 +159,8 @@ class Supervisor:
             signal.signal(signum, self._on_signal)
         for worker in range(self.workers):
             self._spawn(worker)
+        if self.settings.metrics_port is not None:
+            self._spawn(METRICS_PROCESS)
         log.info("supervisor (pid %d) started %d workers", os.getpid(), self.workers)
         failed = False
         while self.children:
@@ -129,10 +168,11 @@ class Supervisor:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            worker = self.children.pop(pid, -1)
-            if worker < 0 or self.stopping:
+            worker = self.children.pop(pid, None)  # type: ignore[arg-type]
+            if worker is None or self.stopping:
                 failed |= os.waitstatus_to_exitcode(status) != 0
                 continue
+            metrics.worker_exited(pid)
             log.error("worker %d (pid %d) died (status %d)", worker, pid, status)
             now = time.monotonic()
             self.deaths = [t for t in self.deaths if now - t < RESPAWN_WINDOW_S] + [now]
@@ -152,7 +192,10 @@ class Supervisor:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                run_loop(self.settings, serve(self.settings, worker))
+                if worker == METRICS_PROCESS:
+                    run_loop(self.settings, serve_aggregated_metrics(self.settings))
+                else:
+                    run_loop(self.settings, serve(self.settings, worker))
             except BaseException:
                 log.exception("worker %d failed", worker)
                 code = 1

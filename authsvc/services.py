@@ -26,6 +26,8 @@ from authsvc.stores.redis import RedisCounterStore, RedisSessionStore
 log = logging.getLogger(__name__)
 
 Closer = Callable[[], Awaitable[None]]
+#: (connections open, of which idle) of the database pool; None without one.
+PoolUsage = Callable[[], tuple[int, int] | None]
 
 
 @dataclass
@@ -37,6 +39,10 @@ class Services:
     #: What readiness depends on, by name ("database", "redis"): each raises
     #: StoreUnavailable unless its server answers.
     probes: dict[str, Closer] = field(default_factory=dict)
+
+    #: What the metrics read now and then: the hashing backlog and the database pool.
+    hashing_backlog: Callable[[], int] = lambda: 0
+    pool_usage: PoolUsage = lambda: None
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: "ok", or why it is not."""
@@ -92,7 +98,7 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
     closers: list[Closer] = []
     probes: dict[str, Closer] = {}
     try:
-        users, sessions, counters = await _open_stores(settings, closers, probes)
+        users, sessions, counters, pool_usage = await _open_stores(settings, closers, probes)
     except BaseException:
         for close in reversed(closers):
             await close()
@@ -144,6 +150,8 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
         ),
         closers=closers,
         probes=probes,
+        hashing_backlog=lambda: hasher.pending,
+        pool_usage=pool_usage,
     )
 
 
@@ -162,7 +170,7 @@ def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
 
 async def _open_stores(
     settings: Settings, closers: list[Closer], probes: dict[str, Closer]
-) -> tuple[UserStore, SessionStore, CounterStore]:
+) -> tuple[UserStore, SessionStore, CounterStore, PoolUsage]:
     sqlite_db: sqlite.SQLiteDatabase | None = None
 
     async def embedded() -> sqlite.SQLiteDatabase:
@@ -177,10 +185,12 @@ async def _open_stores(
         return sqlite_db
 
     users: UserStore
+    pool_usage: PoolUsage = lambda: None  # noqa: E731 - the embedded store has no pool
     if settings.users_backend == "mysql":
         pool = await mysql.MySQLPool.open(mysql_config(settings))
         closers.append(pool.close)
         probes["database"] = pool.ping
+        pool_usage = pool.usage
         if settings.is_production:
             version = await mysql.schema_version(pool)
             if version < latest_version("mysql"):
@@ -214,4 +224,4 @@ async def _open_stores(
     else:
         sessions = sqlite.SQLiteSessionStore(await embedded())
         counters = sqlite.SQLiteCounterStore(await embedded())
-    return users, sessions, counters
+    return users, sessions, counters, pool_usage

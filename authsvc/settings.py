@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] | None = None
     #: Worker processes; unset: one per core in production, one in development.
     workers: int | None = Field(None, ge=1, le=256)
+    #: Prometheus metrics at http://METRICS_HOST:METRICS_PORT/metrics; unset: off.
+    #: Keep it off the public network (nginx never exposes it).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     #: asyncio's own loop, or uvloop (the `uvloop` extra), faster on the hot paths.
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
     #: How long in-flight requests get to finish after SIGTERM before they are cut.

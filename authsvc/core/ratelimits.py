@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import FieldError, InvalidInput
 from authsvc.stores.base import CounterStore
@@ -89,6 +90,7 @@ class RateLimiter:
             return
         counter = await self._counters.increment(_key(scope, subject), limit.window_s)
         if counter.count > limit.max:
+            audit("rate_limited", log=False, scope=scope)
             raise RateLimited(self._seconds_until(counter.resets_at), path)
 
     async def check(self, scope: str, subject: str, limit: Limit, path: str = "email") -> None:
@@ -97,6 +99,7 @@ class RateLimiter:
             return
         counter = await self._counters.peek(_key(scope, subject))
         if counter is not None and counter.count >= limit.max:
+            audit("rate_limited", log=False, scope=scope)
             raise RateLimited(self._seconds_until(counter.resets_at), path)
 
     async def count(self, scope: str, subject: str, limit: Limit) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from graphql import GraphQLError
 
 from authsvc.core.errors import DomainError
+from authsvc.metrics import metrics
 from authsvc.stores.base import StoreUnavailable
 
 log = logging.getLogger("authsvc.errors")
@@ -47,6 +48,7 @@ def _format(error: GraphQLError, request_id: str, default_code: str | None) -> d
         return formatted
     if isinstance(original, StoreUnavailable):
         log.warning("store unavailable request_id=%s: %s", request_id, original)
+        metrics().store_errors.labels("redis" if "Redis" in str(original) else "database").inc()
         return _replace(error, UNAVAILABLE_MESSAGE, "SERVICE_UNAVAILABLE")
     log.error("unexpected error request_id=%s", request_id, exc_info=original)
     return _replace(error, INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR")

@@ -76,6 +76,10 @@ class MySQLPool:
             ) from exc
         return cls(pool, config.timeout_s)
 
+    def usage(self) -> tuple[int, int]:
+        """(connections open, of which idle)."""
+        return int(self._pool.size), int(self._pool.freesize)
+
     async def ping(self) -> None:
         """Raises StoreUnavailable unless the server answers."""
         await self.fetchone("SELECT 1")

@@ -1,0 +1,146 @@
+"""Prometheus metrics on their own port (METRICS_PORT), correct across workers.
+
+With several workers, each writes its samples to files in a folder shared with the
+supervisor (prometheus-client's multiprocess mode), and one metrics process serves
+their sum; with one worker, it serves its own. Labels hold operation names, outcomes
+and store names only: never an email, token or address.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import tornado.web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+from authsvc.core import audit
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Operation labels are root field names of the schema (a bounded set); a document
+#: with several root fields counts as "multiple".
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass
+class Metrics:
+    requests: Counter
+    latency: Histogram
+    login_failures: Counter
+    rate_limited: Counter
+    reuse_detected: Counter
+    hashing_backlog: Gauge
+    store_errors: Counter
+    pool_connections: Gauge
+
+    def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
+        label = operation if "+" not in operation else "multiple"
+        self.requests.labels(label, outcome.split(",")[0]).inc()
+        self.latency.labels(label).observe(seconds)
+
+    def observe_gauges(self, hashing_backlog: int, pool: tuple[int, int] | None) -> None:
+        self.hashing_backlog.set(hashing_backlog)
+        if pool is not None:
+            size, idle = pool
+            self.pool_connections.labels("in_use").set(size - idle)
+            self.pool_connections.labels("idle").set(idle)
+
+    def on_audit(self, event: str, fields: dict[str, str]) -> None:
+        if event == "login_failed":
+            self.login_failures.inc()
+        elif event == "rate_limited":
+            self.rate_limited.labels(fields.get("scope", "-")).inc()
+        elif event == "refresh_reuse_detected":
+            self.reuse_detected.inc()
+
+
+def use_multiprocess(folder: str) -> None:
+    """Switch to multiprocess mode before any metric exists (the supervisor, before it
+    forks): samples go to files in ``folder``, emptied now."""
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(folder, name))
+    os.environ[MULTIPROCESS_ENV] = folder
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+_metrics: Metrics | None = None
+
+
+def metrics() -> Metrics:
+    """This process's metrics, made on first use (after the supervisor chose the mode)."""
+    global _metrics
+    if _metrics is None:
+        _metrics = _create(REGISTRY)
+    return _metrics
+
+
+def _create(registry: CollectorRegistry) -> Metrics:
+    """The service's metrics in ``registry``, subscribed to the audit events they
+    count."""
+    livesum: dict[str, Any] = {"multiprocess_mode": "livesum"}
+    metrics = Metrics(
+        requests=Counter("authsvc_requests_total", "Requests by operation and outcome",
+                         ["operation", "outcome"], registry=registry),
+        latency=Histogram("authsvc_request_duration_seconds", "Request latency",
+                          ["operation"], buckets=LATENCY_BUCKETS, registry=registry),
+        login_failures=Counter("authsvc_login_failures_total", "Refused logins",
+                               registry=registry),
+        rate_limited=Counter("authsvc_rate_limited_total", "Requests over a rate limit",
+                             ["scope"], registry=registry),
+        reuse_detected=Counter("authsvc_refresh_reuse_detected_total",
+                               "Spent refresh tokens presented again", registry=registry),
+        hashing_backlog=Gauge("authsvc_hashing_backlog", "Passwords waiting or being hashed",
+                              registry=registry, **livesum),
+        store_errors=Counter("authsvc_store_errors_total", "Store calls that failed",
+                             ["store"], registry=registry),
+        pool_connections=Gauge("authsvc_store_pool_connections", "Database pool connections",
+                               ["state"], registry=registry, **livesum),
+    )  # fmt: skip
+    audit.subscribe(metrics.on_audit)
+    return metrics
+
+
+def aggregate_registry() -> CollectorRegistry:
+    """A registry that sums every worker's samples (multiprocess mode)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (the supervisor calls it)."""
+    if MULTIPROCESS_ENV in os.environ:
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+class MetricsHandler(tornado.web.RequestHandler):
+    def initialize(self, registry: CollectorRegistry, refresh: Any = None) -> None:
+        self.registry = registry
+        self.refresh = refresh
+
+    def get(self) -> None:
+        if self.refresh is not None:
+            self.refresh()
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.registry))
+
+
+def metrics_app(registry: CollectorRegistry, refresh: Any = None) -> tornado.web.Application:
+    return tornado.web.Application(
+        [(r"/metrics", MetricsHandler, {"registry": registry, "refresh": refresh})],
+        log_function=lambda handler: None,
+    )
