@@ -6,6 +6,7 @@ The only place that knows which adapter backs which protocol.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
 from authsvc.core.sessions import SessionPolicy, SessionService
 from authsvc.core.tokens import TokenCodec, TokenType
 from authsvc.core.validation import PasswordPolicy
-from authsvc.settings import Settings
+from authsvc.settings import ConfigError, Settings
 from authsvc.signing import access_ring, refresh_ring
 from authsvc.stores import mysql, sqlite
 from authsvc.stores.base import CounterStore, SessionStore, StoreUnavailable, UserStore
@@ -73,7 +74,21 @@ def mysql_config(settings: Settings) -> mysql.MySQLConfig:
         pool_max=settings.db_pool_max,
         connect_timeout_s=settings.db_connect_timeout_s,
         timeout_s=settings.store_timeout_s,
+        tls=mysql_tls(settings) if settings.db_tls else None,
     )
+
+
+def mysql_tls(settings: Settings) -> ssl.SSLContext:
+    """The TLS context of the database connections. Raises ConfigError for a file that
+    cannot be read."""
+    try:
+        context = ssl.create_default_context(cafile=settings.db_ssl_ca)
+        if settings.db_ssl_cert:
+            context.load_cert_chain(settings.db_ssl_cert, settings.db_ssl_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"DB_SSL_*: cannot load the TLS files: {exc}") from None
+    context.check_hostname = settings.db_ssl_verify_identity
+    return context
 
 
 async def migrate(settings: Settings) -> list[Migration]:

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(1, ge=0, le=1000)
     db_pool_max: int = Field(10, ge=1, le=1000)
     db_connect_timeout_s: float = Field(2.0, gt=0, le=60)
+    #: TLS to MySQL/MariaDB: on with DB_SSL=true or any DB_SSL_* file set.
+    db_ssl: bool = False
+    db_ssl_ca: str | None = None  # CA bundle that signed the server's certificate
+    db_ssl_cert: str | None = None  # client certificate, for servers that require one
+    db_ssl_key: str | None = None
+    db_ssl_verify_identity: bool = True  # the certificate must name DB_HOST
     sqlite_path: str = ".authsvc/authsvc.sqlite3"
 
     # --- sessions (Redis) ------------------------------------------------------------
@@ -176,6 +182,10 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: str) -> str:
         parse_networks(value)  # raises ValueError naming the bad entry
         return value
+
+    @property
+    def db_tls(self) -> bool:
+        return self.db_ssl or any((self.db_ssl_ca, self.db_ssl_cert, self.db_ssl_key))
 
     @property
     def effective_log_format(self) -> Literal["json", "text"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class MySQLConfig:
     pool_max: int
     connect_timeout_s: float
     timeout_s: float
+    tls: ssl.SSLContext | None = None
 
 
 class MySQLPool:
@@ -69,6 +71,7 @@ class MySQLPool:
                 client_flag=pymysql.constants.CLIENT.FOUND_ROWS,
                 charset="utf8mb4",
                 pool_recycle=3600,
+                ssl=config.tls,
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(

@@ -178,7 +178,8 @@ class ThrowawayMariaDB:
             timeout=120,
         )
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
+        """Start the server; ``extra`` are more mariadbd options (TLS, say)."""
         self.process = subprocess.Popen(
             [
                 "mariadbd",
@@ -191,6 +192,7 @@ class ThrowawayMariaDB:
                 "--skip-log-bin",
                 f"--pid-file={self.datadir}/mysqld.pid",
                 "--innodb-buffer-pool-size=16M",
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
