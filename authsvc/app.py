@@ -95,6 +95,7 @@ def make_app(
     settings: Settings, services: Services, in_flight: InFlight | None = None
 ) -> tornado.web.Application:
     stamp_request_ids()
+    metrics()  # now, so that it hears the audit events of this process's first request
     limits = QueryLimits(
         max_depth=settings.graphql_max_depth,
         max_aliases=settings.graphql_max_aliases,

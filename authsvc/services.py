@@ -22,7 +22,8 @@ from authsvc.signing import access_ring, refresh_ring
 from authsvc.stores import mysql, sqlite
 from authsvc.stores.base import CounterStore, SessionStore, StoreUnavailable, UserStore
 from authsvc.stores.migrations import Migration, MigrationsPending, latest_version
-from authsvc.stores.redis import RedisCounterStore, RedisSessionStore
+from authsvc.stores.redis import RedisConfig, RedisCounterStore, RedisSessionStore
+from authsvc.stores.redis import open_client as open_redis
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +223,17 @@ async def _open_stores(
 
     sessions: SessionStore
     if settings.sessions_backend == "redis":
-        redis_store = RedisSessionStore.from_url(
-            settings.redis_dsn,
-            key_prefix=settings.redis_key_prefix,
-            timeout_s=settings.store_timeout_s,
+        client = await open_redis(
+            RedisConfig(
+                url=settings.redis_dsn,
+                timeout_s=settings.store_timeout_s,
+                cluster=settings.redis_cluster,
+                sentinels=settings.redis_sentinel_addresses,
+                sentinel_master=settings.redis_sentinel_master,
+            )
+        )
+        redis_store = RedisSessionStore(
+            client, key_prefix=settings.redis_key_prefix, timeout_s=settings.store_timeout_s
         )
         closers.append(redis_store.close)
         probes["redis"] = redis_store.ping

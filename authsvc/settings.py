@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = None
     redis_db: int = Field(0, ge=0)
     redis_key_prefix: str = "authsvc:"
+    #: Redis Cluster: REDIS_URL (or host and port) names any node of it.
+    redis_cluster: bool = False
+    #: Sentinel: the sentinels as comma-separated host:port, and the master they watch;
+    #: REDIS_URL then only gives the options (password, database, rediss://).
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "mymaster"
 
     #: Upper bound for one store call, so that an outage answers instead of hanging.
     store_timeout_s: float = Field(2.0, gt=0, le=60)
@@ -231,13 +237,25 @@ class Settings(BaseSettings):
 
     @property
     def sessions_backend(self) -> Literal["redis", "sqlite"]:
-        return "redis" if (self.redis_url or self.redis_host) else "sqlite"
+        configured = self.redis_url or self.redis_host or self.redis_sentinels
+        return "redis" if configured else "sqlite"
+
+    @property
+    def redis_sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
+        addresses = []
+        for entry in (e.strip() for e in self.redis_sentinels.split(",")):
+            if entry:
+                host, _, port = entry.rpartition(":")
+                addresses.append((host or entry, int(port) if port.isdigit() else 26379))
+        return tuple(addresses)
 
     @property
     def redis_dsn(self) -> str:
         """The Redis URL, from ``REDIS_URL`` or built from the host settings."""
         if self.redis_url is not None:
             return self.redis_url.get_secret_value()
+        if self.redis_host is None:
+            return f"redis://localhost/{self.redis_db}"  # sentinels name the host
         auth = ""
         if self.redis_password is not None:
             auth = ":" + self.redis_password.get_secret_value() + "@"

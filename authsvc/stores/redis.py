@@ -12,10 +12,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -64,6 +69,58 @@ return {count, redis.call('PTTL', KEYS[1])}
 """
 
 
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str  # redis:// or rediss://; with sentinels, only its options and database count
+    timeout_s: float
+    cluster: bool = False
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str = "mymaster"
+
+
+def connect(config: RedisConfig) -> Any:
+    """A client for a single server, a Redis Cluster, or the master that Sentinel names
+    (followed through failovers). Every store uses only commands that work on all three:
+    keys of one user share a hash tag, so multi-key commands stay in one slot."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": config.timeout_s,
+        "socket_connect_timeout": config.timeout_s,
+    }
+    if config.sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(config.sentinels), sentinel_kwargs=options, **options
+        )
+        return sentinel.master_for(config.sentinel_master, redis_class=redis.Redis)
+    if config.cluster:
+        # No automatic retries of commands here: a retried script could run twice.
+        return RedisCluster.from_url(config.url, retry=Retry(NoBackoff(), 0), **options)
+    return redis.Redis.from_url(config.url, health_check_interval=30, **options)
+
+
+async def open_client(config: RedisConfig) -> Any:
+    """``connect``, then one round trip: it fails now, clearly, when the server cannot
+    be reached (StoreUnavailable), and a Cluster client learns its nodes before the
+    first burst of concurrent calls (which it does not survive on a cold start)."""
+    client = connect(config)
+    try:
+        async with _guarded(config.timeout_s):
+            await client.ping()
+    except BaseException:
+        await close(client)
+        raise
+    return client
+
+
+async def close(client: Any) -> None:
+    """Close a client of ``connect``, with the connections to the sentinels, if any."""
+    await client.aclose()
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()
+
+
 class RedisCounterStore:
     """Rate-limit counters at ``<prefix>rl:<key>``, expiring with their window."""
 
@@ -108,13 +165,7 @@ class RedisSessionStore:
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str, timeout_s: float) -> RedisSessionStore:
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=30,
-        )
+        client = connect(RedisConfig(url, timeout_s))
         return cls(client, key_prefix=key_prefix, timeout_s=timeout_s)
 
     def key(self, user_id: str, session_id: str) -> str:
@@ -206,7 +257,7 @@ class RedisSessionStore:
         return int(deleted)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await close(self._client)
 
     async def _members(self, key: str) -> set[str]:
         members: set[str] = await self._client.smembers(key)  # type: ignore[assignment]
