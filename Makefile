@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fuzz bench loadtest migrate check-config clean
+.PHONY: run test lint fuzz bench loadtest migrate check-config vendor-graphiql clean
 
 $(STAMP): setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,23 @@ LOADTEST_TIME ?= 60s
 loadtest: $(STAMP)
 	$(BIN)/python -m locust -f loadtests/locustfile.py --headless --only-summary \
 		-u $(LOADTEST_USERS) -r $(LOADTEST_USERS) -t $(LOADTEST_TIME) --host $(LOADTEST_HOST)
+
+## vendor-graphiql: refresh the GraphiQL files the package ships (from the npm registry)
+GRAPHIQL_VERSION ?= 3.9.0
+REACT_VERSION ?= 18.3.1
+VENDOR := authsvc/graphql/static/vendor
+vendor-graphiql:
+	rm -rf build/graphiql && mkdir -p build/graphiql $(VENDOR)
+	cd build/graphiql && npm pack --silent graphiql@$(GRAPHIQL_VERSION) \
+		react@$(REACT_VERSION) react-dom@$(REACT_VERSION) >/dev/null
+	cd build/graphiql && for f in *.tgz; do mkdir -p "$${f%.tgz}" && tar xzf "$$f" -C "$${f%.tgz}"; done
+	sed '/sourceMappingURL/d' build/graphiql/graphiql-$(GRAPHIQL_VERSION)/package/graphiql.min.js \
+		> $(VENDOR)/graphiql.min.js
+	cp build/graphiql/graphiql-$(GRAPHIQL_VERSION)/package/graphiql.min.css $(VENDOR)/
+	cp build/graphiql/react-$(REACT_VERSION)/package/umd/react.production.min.js $(VENDOR)/
+	cp build/graphiql/react-dom-$(REACT_VERSION)/package/umd/react-dom.production.min.js $(VENDOR)/
+	cp build/graphiql/graphiql-$(GRAPHIQL_VERSION)/package/LICENSE $(VENDOR)/LICENSE.graphiql
+	cp build/graphiql/react-$(REACT_VERSION)/package/LICENSE $(VENDOR)/LICENSE.react
 
 migrate: $(STAMP)
 	$(BIN)/authsvc migrate

@@ -13,6 +13,7 @@ import tornado.web
 from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.executor import GraphQLExecutor
 from authsvc.graphql.handler import (
+    STATIC,
     GraphQLHandler,
     HealthHandler,
     IntrospectionHandler,
@@ -118,12 +119,16 @@ def make_app(
                 "addresses": ClientAddressResolver(settings.trusted_proxy_networks),
                 "max_body_bytes": settings.max_body_bytes,
                 "batch_max": settings.graphql_batch_max,
+                "graphiql": settings.graphiql_enabled,
             },
         ),
         (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),
         (r"/healthz", HealthHandler),
         (r"/readyz", ReadinessHandler, {"services": services}),
     ]
+    if settings.graphiql_enabled:
+        # The page's own assets, shipped in the package: it works with no internet.
+        routes.append((r"/graphiql/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}))
     if settings.introspection_client_secret is not None:
         # Not routed at all without a secret: nobody can reach it unauthenticated.
         routes.append(

@@ -172,6 +172,8 @@ class Settings(BaseSettings):
     graphql_max_variables_bytes: int = Field(8192, ge=256, le=16 * 1024 * 1024)
     #: Introspection and "Did you mean …" suggestions; unset: on outside production.
     graphql_introspection: bool | None = None
+    #: GraphiQL at GET /graphql for a browser; unset: on in development, off in production.
+    graphiql: bool | None = None
     #: Operations per batched request (a JSON array body); 0 turns batching off.
     graphql_batch_max: int = Field(0, ge=0, le=100)
 
@@ -210,6 +212,10 @@ class Settings(BaseSettings):
         if self.hash_threads is not None:
             return self.hash_threads
         return max(1, (os.cpu_count() or 1) // self.effective_workers)
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return (not self.is_production) if self.graphiql is None else self.graphiql
 
     @property
     def introspection_enabled(self) -> bool:

@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,6 +24,9 @@ from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
 from authsvc.services import Services
 
 error_log = logging.getLogger("authsvc.errors")
+
+STATIC = Path(__file__).resolve().parent / "static"
+GRAPHIQL_PAGE = STATIC / "graphiql.html"
 
 #: A client's X-Request-ID is kept only if it is short and plain, so logs stay clean.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -194,7 +198,9 @@ class GraphQLHandler(JSONHandler):
         addresses: ClientAddressResolver,
         max_body_bytes: int,
         batch_max: int,
+        graphiql: bool = False,
     ) -> None:
+        self.graphiql = graphiql
         self.executor = executor
         self.services = services
         self.addresses = addresses
@@ -217,6 +223,11 @@ class GraphQLHandler(JSONHandler):
             self.body.clear()
         else:
             self.body += chunk
+
+    def _wants_html(self) -> bool:
+        """A browser opening /graphql gets the GraphiQL page (which reads `?query=`);
+        API clients ask for JSON."""
+        return "text/html" in self.request.headers.get("Accept", "")
 
     def _too_large(self) -> BadRequest:
         return BadRequest(413, f"Request body is larger than {self.max_body_bytes} bytes")
@@ -241,6 +252,11 @@ class GraphQLHandler(JSONHandler):
         self._answer(response)
 
     async def get(self) -> None:
+        if self.graphiql and self._wants_html():
+            self.outcome = "graphiql"
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(GRAPHIQL_PAGE.read_bytes())
+            return
         try:
             raw_variables = self.get_query_argument("variables", None)
             try:

@@ -37,6 +37,8 @@ def test_installed_wheel_serves(tmp_path):
     assert "authsvc/schema/authsvc.graphql" in names
     assert "authsvc/stores/sql/mysql/0001_users.sql" in names
     assert "authsvc/stores/sql/sqlite/0001_users_sessions.sql" in names
+    assert "authsvc/graphql/static/vendor/graphiql.min.js" in names
+    assert "authsvc/core/data/common-passwords.txt.gz" in names
 
     site = tmp_path / "site"
     subprocess.run(
