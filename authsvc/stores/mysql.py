@@ -49,9 +49,10 @@ class MySQLConfig:
 class MySQLPool:
     """An aiomysql pool whose calls answer within ``timeout_s`` or raise StoreUnavailable."""
 
-    def __init__(self, pool: aiomysql.Pool, timeout_s: float) -> None:
+    def __init__(self, pool: aiomysql.Pool, timeout_s: float, tls: bool = False) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
+        self._tls = tls
 
     @classmethod
     async def open(cls, config: MySQLConfig) -> MySQLPool:
@@ -77,7 +78,7 @@ class MySQLPool:
             raise StoreUnavailable(
                 f"cannot reach MySQL/MariaDB at {config.host}:{config.port}: {exc}"
             ) from exc
-        return cls(pool, config.timeout_s)
+        return cls(pool, config.timeout_s, tls=config.tls is not None)
 
     def usage(self) -> tuple[int, int]:
         """(connections open, of which idle)."""
@@ -90,6 +91,10 @@ class MySQLPool:
     async def close(self) -> None:
         self._pool.close()
         await self._pool.wait_closed()
+        if self._tls:
+            # aiomysql closes a TLS transport without waiting for its shutdown, which
+            # takes a turn of the loop: give it one, or the socket outlives the loop.
+            await asyncio.sleep(0.05)
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = await self._run(sql, args, fetch=True)
