@@ -71,6 +71,8 @@ class InFlight:
 
     def __init__(self) -> None:
         self.count = 0
+        #: Shutting down: responses ask the client (nginx) not to reuse the connection.
+        self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
 

@@ -113,6 +113,7 @@ async def serve(settings: Settings, worker: int = 0, serve_metrics: bool = False
         await stop.wait()
         log.info("worker %d draining %d in-flight requests", worker, in_flight.count)
         server.stop()  # no new connections
+        in_flight.draining = True
         if not await in_flight.drained(settings.shutdown_timeout_s):
             log.warning("worker %d: drain timed out, cutting %d requests", worker, in_flight.count)
         await server.close_all_connections()  # idle keep-alive connections

@@ -48,8 +48,11 @@ class JSONHandler(tornado.web.RequestHandler):
     outcome: str = "-"
 
     def prepare(self) -> None:
-        self.application.settings["in_flight"].started()
+        in_flight = self.application.settings["in_flight"]
+        in_flight.started()
         self.counted = True
+        if in_flight.draining:  # this worker is stopping: the proxy must not reuse this
+            self.set_header("Connection", "close")
         self.started = time.perf_counter()
         given = self.request.headers.get("X-Request-ID", "")
         self.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex

@@ -10,6 +10,8 @@ import json
 import re
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -138,3 +140,57 @@ def test_compose_file_declares_the_deployment():
             assert result.returncode == 0, result.stderr
         finally:
             (DOCKER / "authsvc.env").unlink()
+
+
+def test_rolling_restart_behind_nginx_loses_no_request(tmp_path, mysql_server, redis_server):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    env = production_env(mysql_server, redis_server)
+    env |= {"WORKERS": "1", "TRUSTED_PROXIES": "127.0.0.1"}
+    migrate(tmp_path, env)
+    backends = [ServiceProcess(tmp_path, env) for _ in range(2)]
+    ports = [b.port for b in backends]
+    listen = free_port()
+    config = nginx_config(tmp_path, listen, ports)
+    command = [nginx, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"]
+    proxy = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    results: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=30)
+        while not stop.is_set():
+            try:
+                conn.request("POST", "/graphql", body='{"query":"{ __typename }"}',
+                             headers={"Content-Type": "application/json"})  # fmt: skip
+                response = conn.getresponse()
+                body = response.read()
+                ok = response.status == 200 and b'"__typename":"Query"' in body
+                results.append(200 if ok else response.status)
+            except (OSError, http.client.HTTPException):
+                results.append(-1)
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=30)
+        conn.close()
+
+    try:
+        wait_for_port(listen, 15, proxy)
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        assert backends[0].terminate() == 0  # the rolling restart of one replica
+        time.sleep(0.5)
+        backends[0] = ServiceProcess(tmp_path, env, port=ports[0])
+        time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        stop.set()
+        proxy.terminate()
+        proxy.wait(10)
+        for backend in backends:
+            if backend.process.poll() is None:
+                assert backend.terminate() == 0
+    assert len(results) > 100
+    assert [r for r in results if r != 200] == []  # not one request lost
