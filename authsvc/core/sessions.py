@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,6 +24,10 @@ from authsvc.core.errors import RotationRequired, Unauthorized
 from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.tokens import Claims, TokenCodec
 from authsvc.stores.base import RefreshUse, Session, SessionStore, User, UserStore
+
+#: How long `me` and friends may use a user row read before (see _recent_user).
+USER_CACHE_S = 2.0
+USER_CACHE_SIZE = 10_000
 
 #: Client details kept on a session are for people reading them, so they are capped.
 MAX_USER_AGENT_CHARS = 256
@@ -87,6 +93,7 @@ class SessionService:
         policy: SessionPolicy,
     ) -> None:
         self._limiter = limiter
+        self._user_cache: OrderedDict[str, tuple[float, User | None]] = OrderedDict()
         self._accounts = accounts
         self._users = users
         self._sessions = sessions
@@ -214,10 +221,24 @@ class SessionService:
         claims = self._tokens.verify(self._tokens.access, access_token)
         if await self._sessions.get(claims.sub, claims.sid) is None:
             raise Unauthorized()  # logged out, revoked or expired: the online check
-        user = await self._users.get(claims.sub)
+        user = await self._recent_user(claims.sub)
         if user is None or user.disabled:
             raise Unauthorized()
         return claims, user
+
+    async def _recent_user(self, user_id: str) -> User | None:
+        """The user, read at most USER_CACHE_S ago. Safe to keep that briefly: disabling,
+        deleting and password changes end sessions, which the session check above sees
+        at once; only the profile fields can lag."""
+        now = time.monotonic()
+        cached = self._user_cache.get(user_id)
+        if cached is not None and now - cached[0] < USER_CACHE_S:
+            return cached[1]
+        user = await self._users.get(user_id)
+        self._user_cache[user_id] = (now, user)
+        if len(self._user_cache) > USER_CACHE_SIZE:
+            self._user_cache.popitem(last=False)
+        return user
 
     async def _use(self, claims: Claims, rotate_to: str | None) -> None:
         limit = self._limiter.policy.refreshes_per_session

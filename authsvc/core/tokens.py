@@ -9,7 +9,9 @@ so an access token is useless as a refresh token and the reverse. Defences of RF
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,6 +20,9 @@ import jwt
 from authsvc.core.clock import Clock
 from authsvc.core.errors import Unauthorized
 from authsvc.core.keys import KeyRing
+
+#: Verified tokens whose claims are kept per process (about 0.5 KB each).
+VERIFIED_CACHE_SIZE = 4096
 
 #: Every claim a token must carry; a token missing one is refused (RFC 7519 §4.1).
 REQUIRED_CLAIMS = ("sub", "sid", "jti", "iat", "exp", "iss", "aud", "typ")
@@ -59,6 +64,7 @@ class TokenCodec:
         self.audience = audience
         self._leeway = timedelta(seconds=leeway_s)
         self._clock = clock
+        self._verified: OrderedDict[tuple[str, str], Claims] = OrderedDict()
 
     def issue(self, kind: TokenType, user_id: str, session_id: str, jti: str | None = None) -> str:
         """A signed token of ``kind``; ``exp = iat + lifetime``."""
@@ -80,7 +86,27 @@ class TokenCodec:
     def verify(self, kind: TokenType, token: str) -> Claims:
         """The claims of a valid token of ``kind``. Raises Unauthorized otherwise: bad
         signature, other algorithm, unknown kid, expired, not yet valid, wrong issuer,
-        audience or type, a required claim missing."""
+        audience or type, a required claim missing.
+
+        A token is immutable and the keys only change with a restart, so a verified
+        token's claims are kept (a bounded LRU per process) and only its expiry is
+        checked again: clients send the same access token many times.
+        """
+        cache_key = (kind.typ, token)
+        cached = self._verified.get(cache_key)
+        if cached is not None:
+            if cached.exp + self._leeway.total_seconds() < time.time():
+                del self._verified[cache_key]
+                raise Unauthorized()
+            self._verified.move_to_end(cache_key)
+            return cached
+        claims = self._verify(kind, token)
+        self._verified[cache_key] = claims
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _verify(self, kind: TokenType, token: str) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
             key = kind.ring.verification_key(header.get("kid"))
