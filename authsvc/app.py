@@ -11,17 +11,15 @@ import tornado.routing
 import tornado.web
 
 from authsvc.graphql.client_address import ClientAddressResolver
-from authsvc.graphql.executor import GraphQLExecutor
-from authsvc.graphql.handler import (
-    STATIC,
-    GraphQLHandler,
+from authsvc.graphql.endpoints import (
     HealthHandler,
     IntrospectionHandler,
-    JSONHandler,
     JWKSHandler,
-    NotFoundHandler,
     ReadinessHandler,
 )
+from authsvc.graphql.executor import GraphQLExecutor
+from authsvc.graphql.handler import STATIC, GraphQLHandler
+from authsvc.graphql.http import JSONHandler, NotFoundHandler
 from authsvc.graphql.limits import QueryLimits
 from authsvc.graphql.resolvers import RESOLVERS
 from authsvc.graphql.schema import build_executable_schema

@@ -1,14 +1,8 @@
-"""HTTP <-> GraphQL: the ``/graphql`` handler and JSON answers for HTTP-level errors."""
+"""HTTP <-> GraphQL: the ``/graphql`` handler (and, for a browser in development,
+the GraphiQL page)."""
 
 from __future__ import annotations
 
-import base64
-import hmac
-import json
-import logging
-import re
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,177 +10,15 @@ from typing import Any
 import orjson
 import tornado.web
 
-from authsvc import logs
 from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.context import RequestContext
 from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
+from authsvc.graphql.http import BadRequest, JSONHandler
 from authsvc.services import Services
-
-error_log = logging.getLogger("authsvc.errors")
 
 STATIC = Path(__file__).resolve().parent / "static"
 GRAPHIQL_PAGE = STATIC / "graphiql.html"
-
-#: A client's X-Request-ID is kept only if it is short and plain, so logs stay clean.
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class JSONHandler(tornado.web.RequestHandler):
-    """Answers every HTTP-level error as ``{"errors": [{"message": …}]}``, never HTML
-    or a traceback, and tags every response with a request id."""
-
-    request_id: str = "-"
-    operation: str = "-"
-    outcome: str = "-"
-
-    def prepare(self) -> None:
-        in_flight = self.application.settings["in_flight"]
-        in_flight.started()
-        self.counted = True
-        if in_flight.draining:  # this worker is stopping: the proxy must not reuse this
-            self.set_header("Connection", "close")
-        self.started = time.perf_counter()
-        given = self.request.headers.get("X-Request-ID", "")
-        self.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
-        self.set_header("X-Request-ID", self.request_id)
-        logs.request_id.set(self.request_id)  # on every log line of this request
-
-    def on_finish(self) -> None:
-        if getattr(self, "counted", False):
-            self.counted = False
-            self.application.settings["in_flight"].finished()
-
-    def on_connection_close(self) -> None:
-        self.on_finish()  # a client that hung up is no longer in flight
-
-    def write_json(self, status: int, body: dict[str, Any] | list[Any]) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(orjson.dumps(body))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Tornado's default names the full URI (a query string may hold a document
-        with credentials); ours names the request id and path only."""
-        if isinstance(value, tornado.web.HTTPError):
-            return  # an answer we chose, already in the access line
-        error_log.error(
-            "uncaught exception request_id=%s path=%s",
-            self.request_id,
-            self.request.path,
-            exc_info=(typ, value, tb),
-        )
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.outcome = f"http_{status_code}"
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps({"errors": [{"message": self._reason}]}))
-
-
-class JWKSHandler(JSONHandler):
-    """GET /.well-known/jwks.json: the public keys that verify access tokens."""
-
-    #: Verifiers cache the set this long; a new key is published (`authsvc keys
-    #: generate`) well before it signs, so they fetch it in time.
-    MAX_AGE_S = 300
-
-    def initialize(self, services: Services) -> None:
-        self.services = services
-
-    def get(self) -> None:
-        self.outcome = "ok"
-        self.set_header("Cache-Control", f"public, max-age={self.MAX_AGE_S}")
-        self.write_json(200, self.services.tokens.access.ring.jwks())
-
-
-class IntrospectionHandler(JSONHandler):
-    """POST /introspect (RFC 7662): is this token active now? For services that want the
-    online check. Callers authenticate with HTTP Basic (client id and secret)."""
-
-    def initialize(self, services: Services, client_id: str, client_secret: str) -> None:
-        self.services = services
-        self.expected = f"{client_id}:{client_secret}".encode()
-
-    async def post(self) -> None:
-        if not self._client_authenticated():
-            self.outcome = "http_401"
-            self.set_header("WWW-Authenticate", 'Basic realm="authsvc introspection"')
-            self.write_json(401, {"error": "invalid_client"})
-            return
-        token = self.get_body_argument("token", "").strip()
-        if not token:
-            self.outcome = "http_400"
-            self.write_json(
-                400, {"error": "invalid_request", "error_description": "token is required"}
-            )
-            return
-        claims = await self.services.sessions.introspect(token)
-        self.outcome = "active" if claims else "inactive"
-        self.set_header("Cache-Control", "no-store")
-        if claims is None:
-            self.write_json(200, {"active": False})
-            return
-        self.write_json(
-            200,
-            {
-                "active": True,
-                "token_type": f"{claims.typ}_token",
-                "sub": claims.sub,
-                "sid": claims.sid,
-                "jti": claims.jti,
-                "iat": claims.iat,
-                "exp": claims.exp,
-                "iss": self.services.tokens.issuer,
-                "aud": self.services.tokens.audience,
-            },
-        )
-
-    def _client_authenticated(self) -> bool:
-        scheme, _, encoded = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            given = base64.b64decode(encoded.strip(), validate=True)
-        except ValueError:
-            return False
-        return hmac.compare_digest(given, self.expected)
-
-
-class HealthHandler(JSONHandler):
-    """GET /healthz: the process answers (liveness). Touches no dependency."""
-
-    def get(self) -> None:
-        self.outcome = "ok"
-        self.set_header("Cache-Control", "no-store")
-        self.write_json(200, {"status": "ok"})
-
-
-class ReadinessHandler(JSONHandler):
-    """GET /readyz: every dependency answers within STORE_TIMEOUT_S; 503 naming the
-    failing part otherwise, so a load balancer stops sending traffic here."""
-
-    def initialize(self, services: Services) -> None:
-        self.services = services
-
-    async def get(self) -> None:
-        checks = await self.services.readiness()
-        ready = all(state == "ok" for state in checks.values())
-        self.outcome = "ready" if ready else "not_ready"
-        self.set_header("Cache-Control", "no-store")
-        self.write_json(200 if ready else 503, {"status": self.outcome, "checks": checks})
-
-
-class NotFoundHandler(JSONHandler):
-    def prepare(self) -> None:
-        super().prepare()
-        raise tornado.web.HTTPError(404)
 
 
 @tornado.web.stream_request_body

@@ -36,13 +36,13 @@ def store(io_loop, tmp_path):
 NO_LIMITS = RateLimitPolicy(*([Limit.parse("off")] * 6))
 
 
-def accounts(store, hasher, email_confirmation=False):
+def accounts(store, hasher, email_confirmation=False, limits=NO_LIMITS):
     return AccountService(
         store,
         sqlite.SQLiteSessionStore(store._db),
         hasher,
         utc_now,
-        RateLimiter(sqlite.SQLiteCounterStore(store._db), utc_now, NO_LIMITS),
+        RateLimiter(sqlite.SQLiteCounterStore(store._db), utc_now, limits),
         policy=PasswordPolicy(min_length=8),
         email_confirmation=email_confirmation,
     )
@@ -111,15 +111,7 @@ async def test_a_refused_attempt_hashes_nothing(store):
         password_changes_per_account=Limit.parse("off"),
         consecutive_failures=Limit(100, 3600),
     )
-    service = AccountService(
-        store,
-        sqlite.SQLiteSessionStore(store._db),
-        hasher,
-        utc_now,
-        RateLimiter(sqlite.SQLiteCounterStore(store._db), utc_now, limits),
-        policy=PasswordPolicy(min_length=8),
-        email_confirmation=False,
-    )
+    service = accounts(store, hasher, limits=limits)
     await service.register("h@example.com", "gravel-lantern", "10.0.0.1")
     await hasher.burn()
     for _ in range(2):
