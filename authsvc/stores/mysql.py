@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiomysql
 import pymysql
@@ -97,30 +97,35 @@ class MySQLPool:
             await asyncio.sleep(0.05)
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        row: tuple[Any, ...] | None = await self._run(sql, args, fetch=True)
+        row: tuple[Any, ...] | None = await self._run(sql, args, fetch="one")
         return row
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self.connection() as conn, conn.cursor() as cur:
-            await cur.execute(sql, args)
-            return list(await cur.fetchall())
+        rows: list[tuple[Any, ...]] = list(await self._run(sql, args, fetch="all"))
+        return rows
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it matched."""
         try:
-            rows: int = await self._run(sql, args, fetch=False)
+            rows: int = await self._run(sql, args, fetch=None)
             return rows
         except pymysql.err.IntegrityError as exc:
             if exc.args[0] == ER_DUP_ENTRY:
                 raise UniqueViolation(str(exc.args[1])) from exc
             raise
 
-    async def _run(self, sql: str, args: Sequence[Any], *, fetch: bool) -> Any:
+    async def _run(
+        self, sql: str, args: Sequence[Any], *, fetch: Literal["one", "all"] | None
+    ) -> Any:
+        """Run one statement, retried once on a fresh connection when a pooled one
+        turns out stale; returns its row(s), or the rows matched when ``fetch`` is None."""
         for attempt in (1, 2):
             try:
                 async with self.connection() as conn, conn.cursor() as cur:
                     matched = await cur.execute(sql, args)
-                    return await cur.fetchone() if fetch else matched
+                    if fetch == "one":
+                        return await cur.fetchone()
+                    return await cur.fetchall() if fetch == "all" else matched
             except StoreUnavailable as exc:
                 cause = exc.__cause__
                 code = cause.args[0] if isinstance(cause, pymysql.err.MySQLError) else None

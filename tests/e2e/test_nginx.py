@@ -12,8 +12,10 @@ import shutil
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.e2e.processes import ServiceProcess, free_port, wait_for_port
@@ -57,11 +59,19 @@ def request(port: int, query: str, variables=None, token=None, headers=None):
         conn.close()
 
 
-def test_the_whole_flow_through_nginx(tmp_path, mysql_server, redis_server):
+@dataclass
+class Deployment:
+    """Two authsvc replicas (production, MariaDB + Redis) behind docker/nginx.conf."""
+
+    env: dict[str, str]
+    backends: list[ServiceProcess]
+    listen: int
+
+
+@pytest.fixture
+def deployment(tmp_path, mysql_server, redis_server):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert Path(nginx).exists(), (
-        "nginx is needed: .ci/run installs it (apt-get install nginx-light)"
-    )
+    assert Path(nginx).exists(), "nginx is needed: .ci/run installs it (nginx-light)"
     env = production_env(mysql_server, redis_server)
     env |= {"WORKERS": "1", "TRUSTED_PROXIES": "127.0.0.1"}
     migrate(tmp_path, env)
@@ -72,41 +82,45 @@ def test_the_whole_flow_through_nginx(tmp_path, mysql_server, redis_server):
     proxy = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(listen, 15, proxy)
-        email = new_email()
-        _, body = request(listen, REGISTER, {"email": email, "password": PASSWORD})
-        assert body["data"]["register"]["status"] == 201
-        # A client that tries to pick its own address: nginx appends the real one.
-        _, body = request(listen, LOGIN, {"email": email, "password": PASSWORD},
-                          headers={"X-Forwarded-For": "6.6.6.6"})  # fmt: skip
-        tokens = json.loads(body["data"]["login"]["payload"])
-        _, body = request(listen, ME, token=tokens["access_token"])
-        assert body["data"]["me"]["email"] == email
-        _, body = request(listen, SESSIONS, token=tokens["access_token"])
-        assert body["data"]["sessions"][0]["ip"] == CLIENT_ADDRESS
-        _, body = request(listen, REFRESH, token=tokens["refresh_token"])
-        assert body["data"]["refresh"]
-        assert request(listen, LOGOUT, token=tokens["refresh_token"])[1] == {
-            "data": {"logout": True}
-        }
-        _, body = request(listen, REFRESH, token=tokens["refresh_token"])
-        assert body["errors"][0]["message"] == "Unauthorized"
-        # Only the public endpoints are exposed.
-        conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=10)
-        for path, status in (("/healthz", 200), ("/.well-known/jwks.json", 200),
-                             ("/readyz", 404), ("/introspect", 404)):  # fmt: skip
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            assert response.status == status, path
-        conn.close()
-        # Both replicas served: nginx spread the requests.
-        served = [b.logs().count("authsvc.access") for b in backends]
-        assert all(count > 0 for count in served), served
+        yield Deployment(env, backends, listen)
     finally:
         proxy.terminate()
         proxy.wait(10)
         for backend in backends:
-            assert backend.terminate() == 0
+            if backend.process.poll() is None:
+                assert backend.terminate() == 0
+
+
+def test_the_whole_flow_through_nginx(deployment):
+    listen, backends = deployment.listen, deployment.backends
+    email = new_email()
+    _, body = request(listen, REGISTER, {"email": email, "password": PASSWORD})
+    assert body["data"]["register"]["status"] == 201
+    # A client that tries to pick its own address: nginx appends the real one.
+    _, body = request(listen, LOGIN, {"email": email, "password": PASSWORD},
+                      headers={"X-Forwarded-For": "6.6.6.6"})  # fmt: skip
+    tokens = json.loads(body["data"]["login"]["payload"])
+    _, body = request(listen, ME, token=tokens["access_token"])
+    assert body["data"]["me"]["email"] == email
+    _, body = request(listen, SESSIONS, token=tokens["access_token"])
+    assert body["data"]["sessions"][0]["ip"] == CLIENT_ADDRESS
+    _, body = request(listen, REFRESH, token=tokens["refresh_token"])
+    assert body["data"]["refresh"]
+    assert request(listen, LOGOUT, token=tokens["refresh_token"])[1] == {"data": {"logout": True}}
+    _, body = request(listen, REFRESH, token=tokens["refresh_token"])
+    assert body["errors"][0]["message"] == "Unauthorized"
+    # Only the public endpoints are exposed.
+    conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=10)
+    for path, status in (("/healthz", 200), ("/.well-known/jwks.json", 200),
+                         ("/readyz", 404), ("/introspect", 404)):  # fmt: skip
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == status, path
+    conn.close()
+    # Both replicas served: nginx spread the requests.
+    served = [b.logs().count("authsvc.access") for b in backends]
+    assert all(count > 0 for count in served), served
 
 
 def test_compose_file_declares_the_deployment():
@@ -142,17 +156,9 @@ def test_compose_file_declares_the_deployment():
             (DOCKER / "authsvc.env").unlink()
 
 
-def test_rolling_restart_behind_nginx_loses_no_request(tmp_path, mysql_server, redis_server):
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    env = production_env(mysql_server, redis_server)
-    env |= {"WORKERS": "1", "TRUSTED_PROXIES": "127.0.0.1"}
-    migrate(tmp_path, env)
-    backends = [ServiceProcess(tmp_path, env) for _ in range(2)]
+def test_rolling_restart_behind_nginx_loses_no_request(deployment, tmp_path):
+    listen, backends = deployment.listen, deployment.backends
     ports = [b.port for b in backends]
-    listen = free_port()
-    config = nginx_config(tmp_path, listen, ports)
-    command = [nginx, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"]
-    proxy = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     results: list[int] = []
     stop = threading.Event()
 
@@ -173,24 +179,18 @@ def test_rolling_restart_behind_nginx_loses_no_request(tmp_path, mysql_server, r
         conn.close()
 
     try:
-        wait_for_port(listen, 15, proxy)
         threads = [threading.Thread(target=load) for _ in range(4)]
         for thread in threads:
             thread.start()
         time.sleep(1.0)
         assert backends[0].terminate() == 0  # the rolling restart of one replica
         time.sleep(0.5)
-        backends[0] = ServiceProcess(tmp_path, env, port=ports[0])
+        backends[0] = ServiceProcess(tmp_path, deployment.env, port=ports[0])
         time.sleep(1.0)
         stop.set()
         for thread in threads:
             thread.join(30)
     finally:
         stop.set()
-        proxy.terminate()
-        proxy.wait(10)
-        for backend in backends:
-            if backend.process.poll() is None:
-                assert backend.terminate() == 0
     assert len(results) > 100
     assert [r for r in results if r != 200] == []  # not one request lost
