@@ -62,8 +62,9 @@ class Settings(BaseSettings):
     #: Keep it off the public network (nginx never exposes it).
     metrics_port: int | None = Field(None, ge=1, le=65535)
     metrics_host: str = "127.0.0.1"
-    #: asyncio's own loop, or uvloop (the `uvloop` extra), faster on the hot paths.
-    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    #: asyncio's own loop, or uvloop (faster on the hot paths: make bench); unset:
+    #: uvloop where it is installed (it is a dependency except on Windows).
+    event_loop: Literal["asyncio", "uvloop"] | None = None
     #: How long in-flight requests get to finish after SIGTERM before they are cut.
     shutdown_timeout_s: float = Field(10.0, ge=0, le=600)
 

@@ -93,6 +93,18 @@ def test_issued_token_verifies_with_its_claims(access):
     assert header.get("kid") == access.ring.signing.kid  # None for HMAC, as in Node
 
 
+def test_issued_token_is_what_pyjwt_makes_and_verifies(access):
+    """Signer prepares the key once; the token must stay PyJWT's JWS, to the byte where
+    the algorithm is deterministic (HMAC, EdDSA)."""
+    token = codec(access).issue(access, "user-1", "sid-1", jti="j-1")
+    key = access.ring.signing
+    payload = jwt.decode(token, key.public, algorithms=[access.ring.algorithm], audience="services")
+    assert (payload["sub"], payload["sid"], payload["jti"]) == ("user-1", "sid-1", "j-1")
+    assert jwt.get_unverified_header(token)["typ"] == "JWT"
+    if access.ring.algorithm in ("HS256", "EdDSA"):
+        assert token == sign(access, payload)
+
+
 def test_alg_none_is_refused(access):
     token = jwt.encode(claims(), None, algorithm="none")  # type: ignore[arg-type]
     assert refused(access, token)

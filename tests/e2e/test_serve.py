@@ -164,9 +164,20 @@ def test_unreachable_server_at_start_is_one_clear_line(
     assert last.startswith("authsvc: ") and ("MariaDB" in last or "Redis" in last), last
 
 
-def test_uvloop_event_loop(tmp_path):
-    service = ServiceProcess(tmp_path, {"BCRYPT_ROUNDS": "4", "EVENT_LOOP": "uvloop"})
+def test_asyncio_event_loop(tmp_path):
+    """uvloop is the default; asyncio's own loop stays a working choice."""
+    service = ServiceProcess(tmp_path, {"BCRYPT_ROUNDS": "4", "EVENT_LOOP": "asyncio"})
     try:
         drive_the_whole_flow(service)
     finally:
         assert service.terminate() == 0
+    assert "loop: asyncio)" in service.logs()
+
+
+def test_uvloop_is_the_default_event_loop(tmp_path):
+    service = ServiceProcess(tmp_path, {"BCRYPT_ROUNDS": "4"})
+    try:
+        assert service.graphql("{ __typename }") == (200, {"data": {"__typename": "Query"}})
+    finally:
+        assert service.terminate() == 0
+    assert "loop: uvloop)" in service.logs()
