@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,10 @@ from graphql import (
 )
 
 from authsvc.graphql.context import RequestContext
+from authsvc.graphql.direct import DirectOperation, plan
 from authsvc.graphql.errors import format_errors
 from authsvc.graphql.limits import QueryLimits, limit_rules
+from authsvc.graphql.resolvers import OPERATIONS
 
 
 class MutationOverGet(Exception):
@@ -42,6 +45,24 @@ class Response:
     outcome: str
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedOperation:
+    """What a document's only operation needs per request, worked out once."""
+
+    node: OperationDefinitionNode
+    label: str  # for the access log: the root fields called
+    direct: DirectOperation | None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A parsed and validated document (``errors`` empty), or why it is not."""
+
+    document: DocumentNode | None
+    errors: list[GraphQLError]
+    only_operation: PreparedOperation | None = None  # documents of one operation
+
+
 class DocumentCache:
     """Validated documents by query string, least recently used out first.
 
@@ -54,34 +75,38 @@ class DocumentCache:
         self._size = size
         self._limits = limits
         self._rules = [*specified_rules, *limit_rules(limits)]
-        self._entries: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[str, Prepared] = OrderedDict()
 
-    def get(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
-        """The document and no errors, or None and the parse/validation errors."""
+    def get(self, query: str) -> Prepared:
         entry = self._entries.get(query)
         if entry is not None:
             self._entries.move_to_end(query)
             return entry
-        try:
-            document: DocumentNode | None = parse(query, max_tokens=self._limits.max_tokens)
-        except GraphQLError as error:
-            entry = (None, [error])
-        else:
-            assert document is not None
-            errors = validate(
-                self._schema,
-                document,
-                rules=self._rules,
-                hide_suggestions=not self._limits.suggestions,
-            )
-            entry = (None, list(errors)) if errors else (document, [])
+        entry = self._prepare(query)
         if self._size:
             self._entries[query] = entry
             if len(self._entries) > self._size:
                 self._entries.popitem(last=False)
         return entry
+
+    def _prepare(self, query: str) -> Prepared:
+        try:
+            document = parse(query, max_tokens=self._limits.max_tokens)
+        except GraphQLError as error:
+            return Prepared(None, [error])
+        errors = validate(
+            self._schema,
+            document,
+            rules=self._rules,
+            hide_suggestions=not self._limits.suggestions,
+        )
+        if errors:
+            return Prepared(None, list(errors))
+        operation = get_operation_ast(document)
+        if operation is None:  # several operations: chosen per request by name
+            return Prepared(document, [])
+        direct = plan(self._schema, document, operation, OPERATIONS)
+        return Prepared(document, [], PreparedOperation(operation, _root_fields(operation), direct))
 
 
 class GraphQLExecutor:
@@ -101,7 +126,8 @@ class GraphQLExecutor:
     ) -> Response:
         """Execute one request. Raises MutationOverGet when ``allow_mutation`` is False
         and the operation is a mutation."""
-        document, errors = self._documents.get(query)
+        prepared = self._documents.get(query)
+        document, errors = prepared.document, prepared.errors
         if document is not None and variables:
             size = len(orjson.dumps(variables))
             if size > self._max_variables_bytes:
@@ -114,22 +140,31 @@ class GraphQLExecutor:
             )
             body = {"errors": format_errors(errors, context.request_id, code)}
             return Response(400, body, operation_name or "-", code)
-        operation = get_operation_ast(document, operation_name)
+        only = prepared.only_operation
+        if only is not None and operation_name in (None, _name(only.node)):
+            operation: OperationDefinitionNode | None = only.node
+            label, direct = only.label, only.direct
+        else:
+            operation = get_operation_ast(document, operation_name)
+            label, direct = _root_fields(operation), None
         is_query = operation is None or operation.operation is OperationType.QUERY
         if not is_query and not allow_mutation:
             raise MutationOverGet()
         # The access log names the root fields called: what a client named its
         # operation says less, and clients often name none.
-        label = _root_fields(operation) or operation_name or "-"
-        result = execute(
-            self._schema,
-            document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=operation_name,
-        )
-        if inspect.isawaitable(result):
-            result = await result
+        label = label or operation_name or "-"
+        if direct is not None:
+            result: ExecutionResult | Awaitable[ExecutionResult] = await direct.run(context)
+        else:
+            result = execute(
+                self._schema,
+                document,
+                context_value=context,
+                variable_values=variables,
+                operation_name=operation_name,
+            )
+            if inspect.isawaitable(result):
+                result = await result
         assert isinstance(result, ExecutionResult)
         return self._respond(result, context, label)
 
@@ -149,6 +184,10 @@ class GraphQLExecutor:
 
 def _is_syntax_error(errors: list[GraphQLError]) -> bool:
     return any(error.message.startswith("Syntax Error") for error in errors)
+
+
+def _name(operation: OperationDefinitionNode) -> str | None:
+    return operation.name.value if operation.name else None
 
 
 def _root_fields(operation: OperationDefinitionNode | None) -> str:

@@ -1,7 +1,13 @@
-"""Resolvers: unpack the arguments, call one service method, shape the result."""
+"""Resolvers: unpack the arguments, call one service method, shape the result.
+
+Each is written against the RequestContext alone; RESOLVERS wraps them in graphql-core's
+signature, and the direct path (graphql/direct.py) calls the argument-less ones as is.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import wraps
 from typing import Any
 
 import orjson
@@ -20,10 +26,6 @@ def _json(value: dict[str, Any]) -> str:
     """Compact JSON, as the Node service's JSON.stringify wrote payloads."""
     option = orjson.OPT_PASSTHROUGH_DATETIME  # dates as the DateTime scalar writes them
     return orjson.dumps(value, default=serialize_datetime, option=option).decode()
-
-
-def _ctx(info: Info) -> RequestContext:
-    return info.context
 
 
 def mutation_response(status: int, payload: str | None = None) -> dict[str, Any]:
@@ -59,23 +61,20 @@ def user_fields(user: User) -> dict[str, Any]:
     }
 
 
-async def resolve_me(_root: None, info: Info) -> dict[str, Any]:
-    ctx = _ctx(info)
+async def resolve_me(ctx: RequestContext) -> dict[str, Any]:
     user = await ctx.services.sessions.user_for_access_token(ctx.bearer_token())
     return user_fields(user)
 
 
-async def resolve_register(_root: None, info: Info, email: str, password: str) -> dict[str, Any]:
+async def resolve_register(ctx: RequestContext, email: str, password: str) -> dict[str, Any]:
     try:
-        ctx = _ctx(info)
         user = await ctx.services.accounts.register(email, password, ctx.client.ip)
     except InvalidInput as exc:
         return refused(exc)
     return mutation_response(201, _json(user_fields(user)))
 
 
-async def resolve_login(_root: None, info: Info, email: str, password: str) -> dict[str, Any]:
-    ctx = _ctx(info)
+async def resolve_login(ctx: RequestContext, email: str, password: str) -> dict[str, Any]:
     try:
         pair = await ctx.services.sessions.login(email, password, ctx.client)
     except InvalidInput as exc:
@@ -86,24 +85,20 @@ async def resolve_login(_root: None, info: Info, email: str, password: str) -> d
     return response
 
 
-async def resolve_refresh(_root: None, info: Info) -> str:
-    ctx = _ctx(info)
+async def resolve_refresh(ctx: RequestContext) -> str:
     return await ctx.services.sessions.refresh(ctx.bearer_token())
 
 
-async def resolve_logout(_root: None, info: Info) -> bool:
-    ctx = _ctx(info)
+async def resolve_logout(ctx: RequestContext) -> bool:
     await ctx.services.sessions.logout(ctx.bearer_token())
     return True
 
 
-async def resolve_renew(_root: None, info: Info) -> dict[str, Any]:
-    ctx = _ctx(info)
+async def resolve_renew(ctx: RequestContext) -> dict[str, Any]:
     return token_pair(await ctx.services.sessions.renew(ctx.bearer_token()))
 
 
-async def resolve_sessions(_root: None, info: Info) -> list[dict[str, Any]]:
-    ctx = _ctx(info)
+async def resolve_sessions(ctx: RequestContext) -> list[dict[str, Any]]:
     views = await ctx.services.sessions.list_sessions(ctx.bearer_token())
     return [
         {
@@ -119,21 +114,18 @@ async def resolve_sessions(_root: None, info: Info) -> list[dict[str, Any]]:
     ]
 
 
-async def resolve_logout_all(_root: None, info: Info) -> bool:
-    ctx = _ctx(info)
+async def resolve_logout_all(ctx: RequestContext) -> bool:
     await ctx.services.sessions.logout_all(ctx.bearer_token())
     return True
 
 
-async def resolve_revoke_session(_root: None, info: Info, id: str) -> bool:
-    ctx = _ctx(info)
+async def resolve_revoke_session(ctx: RequestContext, id: str) -> bool:
     return await ctx.services.sessions.revoke_session(ctx.bearer_token(), id)
 
 
 async def resolve_change_password(
-    _root: None, info: Info, currentPassword: str, newPassword: str
+    ctx: RequestContext, currentPassword: str, newPassword: str
 ) -> dict[str, Any]:
-    ctx = _ctx(info)
     try:
         await ctx.services.sessions.change_password(
             ctx.bearer_token(), currentPassword, newPassword
@@ -143,7 +135,10 @@ async def resolve_change_password(
     return mutation_response(200)
 
 
-RESOLVERS: dict[str, dict[str, Resolver]] = {
+ContextResolver = Callable[..., Awaitable[Any]]
+
+#: Root fields by type, as functions of the request context (and the field's arguments).
+OPERATIONS: dict[str, dict[str, ContextResolver]] = {
     "Query": {"me": resolve_me, "sessions": resolve_sessions},
     "Mutation": {
         "register": resolve_register,
@@ -155,4 +150,20 @@ RESOLVERS: dict[str, dict[str, Resolver]] = {
         "revokeSession": resolve_revoke_session,
         "changePassword": resolve_change_password,
     },
+}
+
+
+def graphql_resolver(operation: ContextResolver) -> Resolver:
+    """``operation`` in graphql-core's resolver signature."""
+
+    @wraps(operation)
+    async def resolve(_root: None, info: Info, **arguments: Any) -> Any:
+        return await operation(info.context, **arguments)
+
+    return resolve
+
+
+RESOLVERS: dict[str, dict[str, Resolver]] = {
+    type_name: {name: graphql_resolver(op) for name, op in fields.items()}
+    for type_name, fields in OPERATIONS.items()
 }
