@@ -129,11 +129,7 @@ async def serve(settings: Settings, worker: int = 0, serve_metrics: bool = False
             settings.sessions_backend,
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        await stop_signalled()
         log.info("worker %d draining %d in-flight requests", worker, in_flight.count)
         server.stop()  # no new connections
         in_flight.draining = True
@@ -145,6 +141,20 @@ async def serve(settings: Settings, worker: int = 0, serve_metrics: bool = False
             metrics_server.stop()
         await services.close()
     log.info("worker %d stopped", worker)
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+async def stop_signalled() -> None:
+    """Return once SIGTERM or SIGINT arrives, including one that arrived while a forked
+    worker was still starting (held back until now: see Supervisor._spawn)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    await stop.wait()
 
 
 def listen_metrics(
@@ -160,11 +170,7 @@ def listen_metrics(
 async def serve_aggregated_metrics(settings: Settings) -> None:
     """The metrics process of a multi-worker service: the sum of every worker's files."""
     server = listen_metrics(settings, metrics.metrics_app(metrics.aggregate_registry()))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await stop_signalled()
     server.stop()
 
 
@@ -214,6 +220,10 @@ class Supervisor:
         if pid == 0:  # the child: serve, then leave without running the parent's cleanup
             code = 0
             try:
+                # Held back until the worker's loop handles them (stop_signalled): a
+                # SIGTERM during start-up then drains like any other, instead of killing
+                # a half-started worker.
+                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 if worker == METRICS_PROCESS:

@@ -219,7 +219,7 @@ class SessionService:
 
     async def _authenticated_claims(self, access_token: str) -> tuple[Claims, User]:
         claims = self._tokens.verify(self._tokens.access, access_token)
-        if await self._sessions.get(claims.sub, claims.sid) is None:
+        if not await self._sessions.exists(claims.sub, claims.sid):
             raise Unauthorized()  # logged out, revoked or expired: the online check
         user = await self._recent_user(claims.sub)
         if user is None or user.disabled:

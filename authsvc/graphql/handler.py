@@ -43,6 +43,7 @@ class GraphQLHandler(JSONHandler):
         self.batch_max = batch_max
         self.body = bytearray()
         self.body_too_large = False
+        self.answering = False  # until the whole body is in
 
     def prepare(self) -> None:
         super().prepare()
@@ -68,6 +69,7 @@ class GraphQLHandler(JSONHandler):
         return BadRequest(413, f"Request body is larger than {self.max_body_bytes} bytes")
 
     async def post(self) -> None:
+        self.answering = True
         try:
             if self.body_too_large:
                 raise self._too_large()
@@ -87,6 +89,7 @@ class GraphQLHandler(JSONHandler):
         self._answer(response)
 
     async def get(self) -> None:
+        self.answering = True
         if self.graphiql and self._wants_html():
             self.outcome = "graphiql"
             self.set_header("Content-Type", "text/html; charset=utf-8")

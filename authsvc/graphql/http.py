@@ -34,6 +34,9 @@ class JSONHandler(tornado.web.RequestHandler):
     request_id: str = "-"
     operation: str = "-"
     outcome: str = "-"
+    #: Whether the method runs (it always ends in on_finish), or, for a handler that
+    #: streams its body, whether it still waits for the rest of the body.
+    answering: bool = True
 
     def prepare(self) -> None:
         in_flight = self.application.settings["in_flight"]
@@ -53,7 +56,11 @@ class JSONHandler(tornado.web.RequestHandler):
             self.application.settings["in_flight"].finished()
 
     def on_connection_close(self) -> None:
-        self.on_finish()  # a client that hung up is no longer in flight
+        # A body that will never arrive leaves the handler waiting for ever: no longer
+        # in flight. A request being answered stays in flight until its method ends,
+        # so that shutdown does not close the pools under its store calls.
+        if not self.answering:
+            self.on_finish()
 
     def write_json(self, status: int, body: dict[str, Any] | list[Any]) -> None:
         self.set_status(status)

@@ -119,6 +119,9 @@ class SessionStore(Protocol):
     async def get(self, user_id: str, session_id: str) -> Session | None:
         """The live session, or None if it never existed, expired or was deleted."""
 
+    async def exists(self, user_id: str, session_id: str) -> bool:
+        """Whether ``get`` would find the session: the check of every access token."""
+
     async def use_refresh(
         self,
         user_id: str,

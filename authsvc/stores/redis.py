@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authsvc.stores.base import Counter, RefreshUse, Session, StoreUnavailable
+from authsvc.stores.redis_batch import CommandBatcher
 
 _UNAVAILABLE = (TimeoutError, OSError, RedisConnectionError, RedisTimeoutError)
 
@@ -157,6 +158,7 @@ class RedisSessionStore:
         self._prefix = key_prefix
         self._timeout_s = timeout_s
         self._use_refresh = client.register_script(_USE_REFRESH)
+        self._batch = CommandBatcher(client)  # the hot-path commands: refresh, session checks
 
     @property
     def client(self) -> redis.Redis:
@@ -193,6 +195,10 @@ class RedisSessionStore:
             pipe.pexpireat(index, end, gt=True)
             await pipe.execute()
 
+    async def exists(self, user_id: str, session_id: str) -> bool:
+        async with self._guard():
+            return bool(await self._batch.execute("EXISTS", self.key(user_id, session_id)))
+
     async def get(self, user_id: str, session_id: str) -> Session | None:
         async with self._guard():
             fields = await self._hgetall(self.key(user_id, session_id))
@@ -210,7 +216,8 @@ class RedisSessionStore:
         idle_timeout_s: float,
     ) -> RefreshUse:
         async with self._guard():
-            outcome = await self._use_refresh(
+            outcome = await self._batch.evalsha(
+                self._use_refresh,
                 keys=[self.key(user_id, session_id), self.index_key(user_id)],
                 args=[
                     presented_jti_hash,

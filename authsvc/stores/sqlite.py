@@ -168,6 +168,9 @@ class SQLiteSessionStore:
     async def get(self, user_id: str, session_id: str) -> Session | None:
         return _session(await self._db.fetchone(_SESSION_BY_ID, (session_id, user_id, _now_ms())))
 
+    async def exists(self, user_id: str, session_id: str) -> bool:
+        return await self.get(user_id, session_id) is not None
+
     async def use_refresh(
         self,
         user_id: str,

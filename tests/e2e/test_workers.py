@@ -3,8 +3,10 @@ SIGTERM draining in-flight requests before a clean exit."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -42,7 +44,8 @@ def test_workers_are_replaced_and_sigterm_exits_0(tmp_path, mysql_server, redis_
         _, body = service.graphql(REGISTER, {"email": email, "password": PASSWORD})
         assert body["data"]["register"]["status"] == 201
     finally:
-        assert service.terminate() == 0
+        code = service.terminate()
+        assert code == 0, service.logs()
     logs = service.logs()
     assert "died" in logs and "supervisor stopped" in logs
 
@@ -69,3 +72,29 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, mysql_server, redis_se
     assert code == 0
     assert answers and answers[0]["data"]["login"]["status"] == 200
     assert "draining 1 in-flight requests" in service.logs()
+
+
+def test_a_client_that_hangs_up_does_not_cut_its_request_short(tmp_path, mysql_server,
+                                                              redis_server):  # fmt: skip
+    """The login of a client that left still finishes (its session is stored) before
+    shutdown closes the pools: no store error in the logs."""
+    env = production_env(mysql_server, redis_server) | {"WORKERS": "1", "BCRYPT_ROUNDS": "14"}
+    migrate(tmp_path, env)
+    service = ServiceProcess(tmp_path, env)
+    email = new_email()
+    try:
+        service.graphql(REGISTER, {"email": email, "password": PASSWORD})
+        body = json.dumps({"query": LOGIN, "variables": {"email": email, "password": PASSWORD}})
+        with socket.create_connection(("127.0.0.1", service.port)) as sock:
+            sock.sendall(
+                b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+            time.sleep(0.3)  # the login is being hashed now
+        time.sleep(0.1)  # the server has seen the hang-up
+    finally:
+        code = service.terminate()
+    assert code == 0
+    logs = service.logs()
+    assert "draining 1 in-flight requests" in logs
+    assert "unavailable" not in logs and "Traceback" not in logs, logs

@@ -7,12 +7,13 @@ keeps it off the direct path.
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
 import jwt
 import pytest
-from graphql import execute, get_operation_ast, parse
+from graphql import ExecutionResult, execute, get_operation_ast, parse
 
 from authsvc.core.errors import Unauthorized
 from authsvc.core.sessions import ClientInfo
@@ -181,7 +182,9 @@ async def test_every_outcome_is_answered_as_graphql_core_would_and_runs_once(
     result = await direct.run(context)
     assert operation.calls == 1  # an error is replayed, the operation never runs again
     expected = execute(schema, document, context_value=context)
-    expected = await expected if not isinstance(expected, type(result)) else expected
+    if inspect.isawaitable(expected):
+        expected = await expected
+    assert isinstance(expected, ExecutionResult)
     assert result.data == expected.data
     assert [e.formatted for e in result.errors or []] == [
         e.formatted for e in expected.errors or []

@@ -60,9 +60,11 @@ class Cluster:
              "--cluster-replicas", "0", "--cluster-yes"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
-        node = redis.Redis(port=self.ports[0], decode_responses=True)
-        _until(lambda: node.cluster("info")["cluster_state"] == "ok")  # type: ignore[index]
-        node.close()
+        # Every node must see the cluster whole: one that does not yet answers CLUSTERDOWN.
+        for port in self.ports:
+            node = redis.Redis(port=port, decode_responses=True)
+            _until(lambda: node.cluster("info")["cluster_state"] == "ok")  # type: ignore[index]  # noqa: B023
+            node.close()
 
     @property
     def url(self) -> str:

@@ -204,3 +204,46 @@ async def test_use_racing_delete_never_revives(session_store):
     calls.insert(5, session_store.delete(session.user_id, session.id))
     await asyncio.gather(*calls)
     assert await session_store.get(session.user_id, session.id) is None
+
+
+async def test_exists_follows_the_session(session_store):
+    session = make_session()
+    assert not await session_store.exists(session.user_id, session.id)
+    await session_store.create(session)
+    assert await session_store.exists(session.user_id, session.id)
+    assert not await session_store.exists(str(uuid.uuid4()), session.id)  # other user
+    await session_store.delete(session.user_id, session.id)
+    assert not await session_store.exists(session.user_id, session.id)
+    expired = make_session(expires_in_s=-1)
+    await session_store.create(expired)
+    assert not await session_store.exists(expired.user_id, expired.id)
+
+
+async def test_concurrent_uses_of_many_sessions_each_get_their_own_outcome(session_store):
+    """Uses issued together (Redis sends them in one pipeline) keep their own answers."""
+    sessions = [make_session() for _ in range(30)]
+    for session in sessions:
+        await session_store.create(session)
+    await session_store.delete(sessions[0].user_id, sessions[0].id)
+    presented = [C if i % 3 == 1 else A for i in range(30)]  # C: an unknown token
+    results = await asyncio.gather(
+        *(use(session_store, s, p) for s, p in zip(sessions, presented, strict=True)),
+        *(session_store.exists(s.user_id, s.id) for s in sessions),
+    )
+    uses, exists = results[:30], results[30:]
+    for i, outcome in enumerate(uses):
+        expected = (
+            RefreshUse.MISSING
+            if i == 0
+            else RefreshUse.REUSED
+            if presented[i] == C
+            else RefreshUse.CURRENT
+        )
+        assert outcome is expected, i
+    # Each check ran against the state its own turn saw: deleted or revoked is gone.
+    assert exists[0] is False
+    for i in range(1, 30):
+        assert await session_store.exists(sessions[i].user_id, sessions[i].id) == (
+            presented[i] == A
+        )
+    assert all(isinstance(e, bool) for e in exists)
