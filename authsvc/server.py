@@ -19,7 +19,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import tornado.httpserver
@@ -29,8 +29,9 @@ from prometheus_client import REGISTRY
 
 from authsvc import metrics
 from authsvc.app import InFlight, make_app
+from authsvc.loops import loop_factory
 from authsvc.services import open_services
-from authsvc.settings import ConfigError, Settings
+from authsvc.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +64,6 @@ def run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` on the event loop EVENT_LOOP names (unset: uvloop when installed)."""
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         runner.run(main)
-
-
-def loop_factory(name: str | None) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop factory, or None for asyncio's own."""
-    if name == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if name is None:
-            return None
-        raise ConfigError("EVENT_LOOP=uvloop needs uvloop: pip install uvloop") from None
-    return uvloop.new_event_loop
 
 
 def settle_heap() -> None:

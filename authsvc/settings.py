@@ -151,7 +151,8 @@ class Settings(BaseSettings):
     #: that all workers together hash on every core and no more.
     hash_threads: int | None = Field(None, ge=1, le=256)
     #: Hashes waiting or running per worker before login and register answer "busy"
-    #: (status 503) at once; unset: 16 per hashing thread.
+    #: (status 503) at once; unset: 4 per hashing thread (about a second of waiting at
+    #: 12 rounds), so that a login is answered quickly, or told at once to retry.
     hash_queue_max: int | None = Field(None, ge=1, le=10_000)
     password_min_length: int = Field(8, ge=1, le=72)
     password_reject_common: bool = True

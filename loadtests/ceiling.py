@@ -1,5 +1,6 @@
 """The ceiling of this machine for `make bench`: a bare Tornado endpoint answering a
-small JSON body, with the same worker layout as authsvc (SO_REUSEPORT per process)."""
+small JSON body, with the same worker layout as authsvc (SO_REUSEPORT per process) and
+the same event loop (EVENT_LOOP, or authsvc's default: uvloop where installed)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sys
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+
+from authsvc.loops import loop_factory
 
 
 class Ping(tornado.web.RequestHandler):
@@ -35,7 +38,9 @@ def main() -> None:
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
-            asyncio.run(serve(port))
+            factory = loop_factory(os.environ.get("EVENT_LOOP") or None)
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(serve(port))
             os._exit(0)
         children.append(pid)
     signal.signal(signal.SIGTERM, lambda *_: [os.kill(c, signal.SIGTERM) for c in children])

@@ -6,7 +6,7 @@ import uuid
 
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
-from authsvc.core.errors import Busy, FieldError, InvalidInput, UnknownUser, invalid_login
+from authsvc.core.errors import FieldError, InvalidInput, UnknownUser, invalid_login
 from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
@@ -37,13 +37,19 @@ class AccountService:
         """Create an account. Raises RateLimited past the registrations allowed from
         ``client_ip``, InvalidInput with every field error, or "already taken" when the
         email exists (also when a concurrent call won)."""
-        await self._limiter.hit("register-ip", client_ip, self._limiter.policy.registrations_per_ip)
-        return await self.create_user(email, password)
+        with self._hasher.admitted():  # busy: the cheapest refusal first, counted nowhere
+            await self._limiter.hit(
+                "register-ip", client_ip, self._limiter.policy.registrations_per_ip
+            )
+            return await self.create_user(email, password)
 
     async def create_user(self, email: str, password: str) -> User:
         """Create an account with no rate limit (``register`` and the admin CLI). Raises
         Busy, InvalidInput with every field error, or "already taken"."""
-        self._hasher.ensure_capacity()  # busy: answer now, before any lookup
+        with self._hasher.admitted():  # busy: answered now, before any lookup
+            return await self._create_user(email, password)
+
+    async def _create_user(self, email: str, password: str) -> User:
         errors = email_errors(email) + self._policy.errors(password, email)
         if errors:
             raise InvalidInput(errors)
@@ -72,23 +78,27 @@ class AccountService:
     async def check_credentials(self, email: str, password: str, client_ip: str) -> User:
         """The user whose email and password these are, if they may log in.
 
-        Raises RateLimited, before any hashing, past the attempts allowed from
+        Raises Busy at once when the hashing backlog is full. Raises RateLimited, before
+        any hashing, past the attempts allowed from
         ``client_ip`` or the failures allowed on the account (also for an email with no
         account, so limits tell nothing either). Raises the one "invalid login"
         InvalidInput for an unknown email, a wrong password, a disabled or an
         unconfirmed account, after the same hash work. A hash of fewer rounds than
         configured is replaced on success.
         """
+        # Busy first: the cheapest refusal (no store is asked under a flood), and an
+        # attempt refused for load is not counted against the client or the account.
+        with self._hasher.admitted():
+            return await self._check_credentials(email, password, client_ip)
+
+    async def _check_credentials(self, email: str, password: str, client_ip: str) -> User:
         limits = self._limiter.policy
         email = normalize_email(email)
         await self._limiter.hit("login-ip", client_ip, limits.login_attempts_per_ip)
         await self._limiter.check("login-fail", email, limits.login_failures_per_account)
         await self._limiter.check("login-streak", email, limits.consecutive_failures)
-        self._hasher.ensure_capacity()  # busy: answer now, before any lookup
         try:
             user = await self._verified_user(email, password)
-        except Busy:
-            raise  # not an attempt: nothing was checked
         except InvalidInput:
             audit("login_failed")  # no email: an unknown one may be a user's password typo
             await self._limiter.count("login-fail", email, limits.login_failures_per_account)

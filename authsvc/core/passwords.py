@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import TypeVar
 
 import bcrypt
@@ -20,6 +21,9 @@ from authsvc.core.errors import Busy
 from authsvc.core.validation import BCRYPT_MAX_PASSWORD_BYTES
 
 T = TypeVar("T")
+
+#: Set while a request holds its place in the backlog (PasswordHasher.admitted).
+_admitted: ContextVar[bool] = ContextVar("authsvc_hashing_admitted", default=False)
 
 #: Added to the hashing threads' nice value (Linux; elsewhere nothing happens).
 HASHING_NICENESS = 5
@@ -35,14 +39,31 @@ class PasswordHasher:
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="bcrypt", initializer=_lower_priority
         )
-        self._max_pending = max_pending if max_pending is not None else 16 * threads
+        self._max_pending = max_pending if max_pending is not None else 4 * threads
         self.pending = 0
         self._decoy_hash: bytes | None = None
 
-    def ensure_capacity(self) -> None:
-        """Raise Busy now if a hash would be refused, before any other work is done."""
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Hold a place in the backlog for a whole login or registration, from before
+        its first lookup to its last hash. Raises Busy at once when the backlog is full:
+        the place is taken when the request is admitted, so requests arriving together
+        cannot all pass a check before any of them has queued a hash."""
+        if _admitted.get():  # already holds one (register calls create_user)
+            yield
+            return
+        self._take_place()
+        token = _admitted.set(True)
+        try:
+            yield
+        finally:
+            _admitted.reset(token)
+            self.pending -= 1
+
+    def _take_place(self) -> None:
         if self.pending >= self._max_pending:
             raise Busy()
+        self.pending += 1
 
     async def hash(self, password: str) -> str:
         """The bcrypt hash of ``password`` (at most 72 bytes: validate first)."""
@@ -81,9 +102,11 @@ class PasswordHasher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, fn: Callable[..., T], *args: bytes) -> T:
-        """Run ``fn`` on the pool. Raises Busy when the backlog is full."""
-        self.ensure_capacity()
-        self.pending += 1
+        """Run ``fn`` on the pool. Raises Busy when the backlog is full, unless the
+        caller was admitted already."""
+        if _admitted.get():
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        self._take_place()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         finally:

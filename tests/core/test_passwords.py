@@ -75,3 +75,29 @@ async def test_a_full_backlog_is_refused_at_once():
         assert (await PasswordHasher(rounds=4, threads=1).hash("pw")).startswith("$2b$04$")
     finally:
         hasher.close()
+
+
+async def test_an_admitted_request_holds_its_place_until_it_ends():
+    hasher = PasswordHasher(rounds=4, threads=1, max_pending=2)
+    try:
+        gate = asyncio.Event()
+
+        async def login() -> str:
+            with hasher.admitted():
+                await gate.wait()  # a lookup, a rate-limit check: no hash queued yet
+                with hasher.admitted():  # nested (register -> create_user): no 2nd place
+                    return await hasher.hash("pw")
+
+        first = [asyncio.ensure_future(login()) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert hasher.pending == 2  # both admitted before either queued a hash
+        with pytest.raises(Busy), hasher.admitted():
+            pass
+        gate.set()
+        assert all(h.startswith("$2b$04$") for h in await asyncio.gather(*first))
+        assert hasher.pending == 0
+        with pytest.raises(RuntimeError), hasher.admitted():  # a failure gives it back too
+            raise RuntimeError("lookup failed")
+        assert hasher.pending == 0
+    finally:
+        hasher.close()

@@ -188,3 +188,17 @@ async def test_logins_past_the_hashing_backlog_are_answered_busy_at_once(client)
     assert statuses[0] == 200 and 503 in statuses
     busy = next(r for r in results if r["status"] == 503)
     assert busy["errors"] == [{"path": "email", "message": "the server is busy, retry later"}]
+
+
+@pytest.mark.settings(bcrypt_rounds=12, hash_threads=1, hash_queue_max=1,
+                      rate_limit_login_per_ip="2/60")  # fmt: skip
+async def test_busy_answers_are_not_counted_against_the_client(client):
+    """Shedding load comes first: a login refused as busy asked no store and counted no
+    attempt, so a client that retries later is not locked out by the server's load."""
+    email = new_email()
+    await client.register(email)
+    results = await asyncio.gather(*(client.login(email) for _ in range(6)))
+    statuses = sorted(r["status"] for r in results)
+    assert statuses == [200, 503, 503, 503, 503, 503]
+    assert (await client.login(email))["status"] == 200  # the 2nd counted attempt
+    assert (await client.login(email))["status"] == 429  # the 3rd: over 2 a minute
