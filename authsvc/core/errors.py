@@ -68,6 +68,9 @@ class InvalidInput(DomainError):
     Node service answered every failure)."""
 
     code = "BAD_USER_INPUT"
+    #: When to try again, for refusals that pass (busy, rate limited): the HTTP
+    #: response carries it as Retry-After.
+    retry_after_s: int | None = None
 
     def __init__(self, errors: list[FieldError], status: int = 401) -> None:
         super().__init__("; ".join(f"{e.path}: {e.message}" for e in errors))
@@ -82,10 +85,16 @@ def invalid_login() -> InvalidInput:
 
 
 class Busy(InvalidInput):
-    """Too many passwords waiting to be hashed: answered at once, status 503."""
+    """Too many passwords waiting to be hashed: answered at once, status 503, with the
+    seconds until the backlog has room again."""
 
     code = "BUSY"
 
-    def __init__(self) -> None:
+    def __init__(self, retry_after_s: int = 1) -> None:
         super().__init__([FieldError("email", "the server is busy, retry later")], status=503)
         self.message = "the server is busy, retry later"
+        self.retry_after_s = retry_after_s
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code, "retryAfter": self.retry_after_s}

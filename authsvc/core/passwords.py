@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -25,8 +27,10 @@ T = TypeVar("T")
 #: Set while a request holds its place in the backlog (PasswordHasher.admitted).
 _admitted: ContextVar[bool] = ContextVar("authsvc_hashing_admitted", default=False)
 
-#: Added to the hashing threads' nice value (Linux; elsewhere nothing happens).
-HASHING_NICENESS = 5
+#: The hashing threads' nice value (Linux; elsewhere nothing happens): the lowest
+#: priority, so that the event loops (nice 0) get a core whenever they want one and
+#: hashing takes what is left (at +5 a busy loop still lost a quarter of its core).
+HASHING_NICENESS = 19
 
 
 class PasswordHasher:
@@ -40,7 +44,10 @@ class PasswordHasher:
             max_workers=threads, thread_name_prefix="bcrypt", initializer=_lower_priority
         )
         self._max_pending = max_pending if max_pending is not None else 4 * threads
+        self._threads = threads
         self.pending = 0
+        #: Seconds one hash takes here, kept as a moving average of the hashes done.
+        self.hash_seconds = 0.25
         self._decoy_hash: bytes | None = None
 
     @contextlib.contextmanager
@@ -62,7 +69,9 @@ class PasswordHasher:
 
     def _take_place(self) -> None:
         if self.pending >= self._max_pending:
-            raise Busy()
+            # Until the backlog has drained enough to take one more: whole seconds.
+            drain_s = self.pending * self.hash_seconds / self._threads
+            raise Busy(retry_after_s=max(1, math.ceil(drain_s)))
         self.pending += 1
 
     async def hash(self, password: str) -> str:
@@ -105,12 +114,21 @@ class PasswordHasher:
         """Run ``fn`` on the pool. Raises Busy when the backlog is full, unless the
         caller was admitted already."""
         if _admitted.get():
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            return await self._timed(fn, *args)
         self._take_place()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            return await self._timed(fn, *args)
         finally:
             self.pending -= 1
+
+    async def _timed(self, fn: Callable[..., T], *args: bytes) -> T:
+        def timed() -> T:
+            started = time.perf_counter()
+            result = fn(*args)
+            self.hash_seconds += 0.2 * (time.perf_counter() - started - self.hash_seconds)
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
 
 
 def _lower_priority() -> None:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from authsvc.core.errors import Unauthorized
 from authsvc.core.sessions import ClientInfo
 from authsvc.services import Services
+
+
+@dataclass(slots=True)
+class ResponseHints:
+    """What resolvers tell the HTTP layer beyond the GraphQL body."""
+
+    retry_after_s: int | None = None  # busy or rate limited: the Retry-After header
+
+    def retry_after(self, seconds: int | None) -> None:
+        if seconds is not None:
+            self.retry_after_s = max(seconds, self.retry_after_s or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +26,7 @@ class RequestContext:
     authorization: str | None
     client: ClientInfo
     request_id: str
+    hints: ResponseHints = field(default_factory=ResponseHints)
 
     def bearer_token(self) -> str:
         """The token of an ``authorization: Bearer <token>`` header (scheme matched

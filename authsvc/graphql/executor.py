@@ -177,6 +177,8 @@ class GraphQLExecutor:
             # operation name), so the request itself is at fault.
             body = {"errors": format_errors(result.errors, context.request_id, "BAD_USER_INPUT")}
             return Response(400, body, label, "BAD_USER_INPUT")
+        for error in result.errors:  # a rate limit raised as a GraphQL error
+            context.hints.retry_after(getattr(error.original_error, "retry_after_s", None))
         errors = format_errors(result.errors, context.request_id)
         codes = sorted({e.get("extensions", {}).get("code", "ERROR") for e in errors})
         return Response(200, {"errors": errors, "data": result.data}, label, ",".join(codes))

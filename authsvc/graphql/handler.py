@@ -12,7 +12,7 @@ import tornado.web
 
 from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.client_address import ClientAddressResolver
-from authsvc.graphql.context import RequestContext
+from authsvc.graphql.context import RequestContext, ResponseHints
 from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
 from authsvc.graphql.http import BadRequest, JSONHandler
 from authsvc.services import Services
@@ -43,6 +43,7 @@ class GraphQLHandler(JSONHandler):
         self.batch_max = batch_max
         self.body = bytearray()
         self.body_too_large = False
+        self.hints = ResponseHints()
         self.answering = False  # until the whole body is in
 
     def prepare(self) -> None:
@@ -141,9 +142,10 @@ class GraphQLHandler(JSONHandler):
                 user_agent=headers.get("User-Agent", ""),
             ),
             request_id=self.request_id,
+            hints=self.hints,  # one for every operation of a batch
         )
         try:
-            return await self.executor.run(
+            response = await self.executor.run(
                 request.query,
                 request.variables,
                 request.operation_name,
@@ -153,6 +155,9 @@ class GraphQLHandler(JSONHandler):
         except MutationOverGet:
             self.set_header("Allow", "POST")
             raise BadRequest(405, "Mutations must be sent with POST") from None
+        if self.hints.retry_after_s is not None:  # busy or rate limited (RFC 9110 §10.2.3)
+            self.set_header("Retry-After", str(self.hints.retry_after_s))
+        return response
 
     def _answer(self, response: Response) -> None:
         self.operation = response.operation

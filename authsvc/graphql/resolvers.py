@@ -41,8 +41,9 @@ def token_pair(pair: TokenPair) -> dict[str, Any]:
     }
 
 
-def refused(exc: InvalidInput) -> dict[str, Any]:
+def refused(ctx: RequestContext, exc: InvalidInput) -> dict[str, Any]:
     """A MutationResponse for refused input: the Node service's shape and status."""
+    ctx.hints.retry_after(exc.retry_after_s)
     return {
         "status": exc.status,
         "errors": [{"path": e.path, "message": e.message} for e in exc.errors],
@@ -70,7 +71,7 @@ async def resolve_register(ctx: RequestContext, email: str, password: str) -> di
     try:
         user = await ctx.services.accounts.register(email, password, ctx.client.ip)
     except InvalidInput as exc:
-        return refused(exc)
+        return refused(ctx, exc)
     return mutation_response(201, _json(user_fields(user)))
 
 
@@ -78,7 +79,7 @@ async def resolve_login(ctx: RequestContext, email: str, password: str) -> dict[
     try:
         pair = await ctx.services.sessions.login(email, password, ctx.client)
     except InvalidInput as exc:
-        return refused(exc)
+        return refused(ctx, exc)
     payload = {"access_token": pair.access_token, "refresh_token": pair.refresh_token}
     response = mutation_response(200, _json(payload))
     response["tokens"] = token_pair(pair)
@@ -131,7 +132,7 @@ async def resolve_change_password(
             ctx.bearer_token(), currentPassword, newPassword
         )
     except InvalidInput as exc:
-        return refused(exc)
+        return refused(ctx, exc)
     return mutation_response(200)
 
 

@@ -1,13 +1,14 @@
 -- login with the accounts of EMAILS_FILE in turn, or register new ones (MODE=register).
--- BACKOFF_MS: after a "busy" answer (status 503), wait that long before the next request,
--- as a client that honours "retry later" does; 0 (a flood) sends it at once.
+-- RETRY_AFTER=1: after a "busy" answer (status 503), wait the seconds of its Retry-After
+-- header before the next request, as a client that honours it does; unset: a flood that
+-- sends the next request at once.
 dofile(os.getenv("WRK_DIR") .. "/common.lua")
 
-local backoff_ms = tonumber(os.getenv("BACKOFF_MS") or "0")
+local honour = os.getenv("RETRY_AFTER") == "1"
 -- wrk asks delay() once for each next request, after the answer to the previous one on
--- the same connection; a thread serves many connections, so the busy answers are
--- counted and each owes one delay (which connection pays it does not matter here).
-local owed = 0
+-- the same connection; a thread serves many connections, so the waits owed are queued
+-- and each next request pays one (which connection pays it does not matter here).
+local owed, first, last = {}, 1, 0
 
 local mode = os.getenv("MODE")
 local password = os.getenv("PASSWORD")
@@ -36,13 +37,19 @@ end
 
 function response(status, headers, body)
   count(status, body)
-  if backoff_ms > 0 and body:find('"status":503', 1, true) then owed = owed + 1 end
+  local retry_after = tonumber(headers["Retry-After"] or "")
+  if honour and retry_after and body:find('"status":503', 1, true) then
+    last = last + 1
+    owed[last] = retry_after * 1000
+  end
 end
 
 function delay()
-  if owed > 0 then
-    owed = owed - 1
-    return backoff_ms
+  if first <= last then
+    local wait = owed[first]
+    owed[first] = nil
+    first = first + 1
+    return wait
   end
   return 0
 end

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import bcrypt
 import pytest
 
 from authsvc.core.errors import Busy
-from authsvc.core.passwords import PasswordHasher
+from authsvc.core.passwords import HASHING_NICENESS, PasswordHasher
 
 
 async def test_hash_and_verify():
@@ -99,5 +100,18 @@ async def test_an_admitted_request_holds_its_place_until_it_ends():
         with pytest.raises(RuntimeError), hasher.admitted():  # a failure gives it back too
             raise RuntimeError("lookup failed")
         assert hasher.pending == 0
+    finally:
+        hasher.close()
+
+
+async def test_hashing_threads_run_at_the_lowest_priority():
+    """Linux gives each thread its own nice value (the service's platform)."""
+    hasher = PasswordHasher(rounds=4, threads=1)
+    try:
+        await hasher.hash("pw")  # the thread exists now
+        loop = asyncio.get_running_loop()
+        nice = await loop.run_in_executor(hasher._pool, os.getpriority, os.PRIO_PROCESS, 0)
+        assert nice == HASHING_NICENESS == 19
+        assert os.getpriority(os.PRIO_PROCESS, 0) < nice  # the loop's thread is untouched
     finally:
         hasher.close()

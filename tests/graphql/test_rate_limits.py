@@ -202,3 +202,44 @@ async def test_busy_answers_are_not_counted_against_the_client(client):
     assert statuses == [200, 503, 503, 503, 503, 503]
     assert (await client.login(email))["status"] == 200  # the 2nd counted attempt
     assert (await client.login(email))["status"] == 429  # the 3rd: over 2 a minute
+
+
+async def answer_with_headers(client, query, variables=None, token=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps({"query": query, "variables": variables or {}})
+    response = await client.raw(body=body, headers=headers)
+    return response.headers, json.loads(response.body)
+
+
+@pytest.mark.settings(rate_limit_login_per_ip="1/60", rate_limit_refresh_per_session="1/60")
+async def test_refusals_that_pass_say_when_to_retry_in_retry_after(client):
+    email = new_email()
+    _, refresh = await client.tokens(email)  # the one login this address may make
+    variables = {"email": email, "password": PASSWORD}
+    headers, body = await answer_with_headers(client, LOGIN, variables)
+    assert body["data"]["login"]["status"] == 429
+    assert 50 <= int(headers["Retry-After"]) <= 60  # the window's end
+    # A rate limit raised as a GraphQL error (refresh) sets it too; a success does not.
+    headers, body = await answer_with_headers(client, REFRESH, token=refresh)
+    assert body["data"]["refresh"] and "Retry-After" not in headers
+    headers, body = await answer_with_headers(client, REFRESH, token=refresh)
+    assert body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert headers["Retry-After"] == str(body["errors"][0]["extensions"]["retryAfter"])
+
+
+@pytest.mark.settings(bcrypt_rounds=12, hash_threads=1, hash_queue_max=1,
+                      rate_limit_login_per_ip="off")  # fmt: skip
+async def test_busy_says_when_the_backlog_has_room(client):
+    email = new_email()
+    await client.register(email)
+    variables = {"email": email, "password": PASSWORD}
+    answers = await asyncio.gather(
+        *(answer_with_headers(client, LOGIN, variables) for _ in range(3))
+    )
+    busy = [(h, b) for h, b in answers if b["data"]["login"]["status"] == 503]
+    assert busy
+    for headers, _ in busy:
+        # One hash (about 0.25 s at 12 rounds) ahead of it: the minimum, one second.
+        assert headers["Retry-After"] == "1"
