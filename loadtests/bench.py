@@ -129,6 +129,8 @@ def run_wrk(port: int, script: str, connections: int, seconds: float, env: dict[
     full_env = os.environ | env | {"WRK_DIR": str(WRK_DIR), "THREADS": str(threads)}
     out = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=600)
     for line in out.stdout.splitlines():
+        if line.startswith("WRK_ERROR "):  # an answer counted as an error, for a look
+            print(f"bench: {script} at {connections} connections: {line[10:]}", file=sys.stderr)
         if line.startswith("WRK_RESULT "):
             parsed: dict[str, Any] = json.loads(line.removeprefix("WRK_RESULT "))
             return parsed
@@ -293,6 +295,8 @@ def main() -> int:
                     if name == "renew":  # renewal spends tokens: fresh sessions each run
                         fresh = prepare_sessions(env, workdir, connections * 2)
                         renew_file.write_text("\n".join(r for _, r in fresh) + "\n")
+                    if name == "register":  # new emails each run: the counters restart
+                        script_env = script_env | {"RUN_ID": f"{run_id}-{connections}"}
                     result = measure(name, server, port, script, connections, seconds,
                                      script_env)  # fmt: skip
                     if script == "credentials.lua":

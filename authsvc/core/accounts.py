@@ -6,7 +6,7 @@ import uuid
 
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
-from authsvc.core.errors import FieldError, InvalidInput, UnknownUser, invalid_login
+from authsvc.core.errors import Busy, FieldError, InvalidInput, UnknownUser, invalid_login
 from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
@@ -99,6 +99,8 @@ class AccountService:
         await self._limiter.check("login-streak", email, limits.consecutive_failures)
         try:
             user = await self._verified_user(email, password)
+        except Busy:
+            raise  # the hash was given up (no core for it in time): not an attempt
         except InvalidInput:
             audit("login_failed")  # no email: an unknown one may be a user's password typo
             await self._limiter.count("login-fail", email, limits.login_failures_per_account)

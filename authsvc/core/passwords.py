@@ -36,7 +36,11 @@ HASHING_NICENESS = 19
 class PasswordHasher:
     """``max_pending`` bounds the backlog: past it, a hash is refused at once (Busy)
     rather than queued for seconds, so a flood of logins sheds load instead of making
-    every login slow; refresh and `me` never wait on this pool at all."""
+    every login slow; refresh and `me` never wait on this pool at all.
+
+    A hash that has not finished within twice the wait the bound allows (the cores
+    being taken by requests of higher priority) is given up and answered Busy too, so
+    that no login hangs for as long as the event loops stay saturated."""
 
     def __init__(self, rounds: int, threads: int, max_pending: int | None = None) -> None:
         self.rounds = rounds
@@ -46,7 +50,8 @@ class PasswordHasher:
         self._max_pending = max_pending if max_pending is not None else 4 * threads
         self._threads = threads
         self.pending = 0
-        #: Seconds one hash takes here, kept as a moving average of the hashes done.
+        #: CPU seconds one hash takes here, a moving average of the hashes done (CPU
+        #: time, not wall time: a hash that waited for a core did not cost more).
         self.hash_seconds = 0.25
         self._decoy_hash: bytes | None = None
 
@@ -69,10 +74,12 @@ class PasswordHasher:
 
     def _take_place(self) -> None:
         if self.pending >= self._max_pending:
-            # Until the backlog has drained enough to take one more: whole seconds.
-            drain_s = self.pending * self.hash_seconds / self._threads
-            raise Busy(retry_after_s=max(1, math.ceil(drain_s)))
+            raise Busy(retry_after_s=self.retry_after_s())
         self.pending += 1
+
+    def retry_after_s(self) -> int:
+        """Whole seconds until the backlog has drained enough to take one more."""
+        return max(1, math.ceil(self.pending * self.hash_seconds / self._threads))
 
     async def hash(self, password: str) -> str:
         """The bcrypt hash of ``password`` (at most 72 bytes: validate first)."""
@@ -123,12 +130,18 @@ class PasswordHasher:
 
     async def _timed(self, fn: Callable[..., T], *args: bytes) -> T:
         def timed() -> T:
-            started = time.perf_counter()
+            started = time.thread_time()
             result = fn(*args)
-            self.hash_seconds += 0.2 * (time.perf_counter() - started - self.hash_seconds)
+            self.hash_seconds += 0.2 * (time.thread_time() - started - self.hash_seconds)
             return result
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
+        # The longest a hash should take, queue included, at twice the backlog's pace.
+        deadline_s = 2 * (self._max_pending / self._threads + 1) * self.hash_seconds
+        future = asyncio.get_running_loop().run_in_executor(self._pool, timed)
+        try:
+            return await asyncio.wait_for(future, max(1.0, deadline_s))
+        except TimeoutError:  # still queued: dropped from the queue; running: finishes
+            raise Busy(retry_after_s=self.retry_after_s()) from None
 
 
 def _lower_priority() -> None:

@@ -7,7 +7,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-graphql_errors, busy = 0, 0
+graphql_errors, busy, first_error = 0, 0, nil
 
 function count(status, body)
   if body:find('"status":503', 1, true) then
@@ -15,6 +15,7 @@ function count(status, body)
   elseif status ~= 200 or body:find('"errors":[{', 1, true)
       or body:find('"status":4', 1, true) or body:find('"status":5', 1, true) then
     graphql_errors = graphql_errors + 1
+    first_error = first_error or (status .. " " .. body:sub(1, 300))
   end
 end
 
@@ -23,6 +24,8 @@ function done(summary, latency, requests)
   for _, thread in ipairs(threads) do
     errors = errors + (thread:get("graphql_errors") or 0)
     busy_total = busy_total + (thread:get("busy") or 0)
+    local sample = thread:get("first_error")
+    if sample then io.write("WRK_ERROR " .. sample:gsub("\n", " ") .. "\n") end
   end
   local socket = summary.errors.connect + summary.errors.read + summary.errors.write
     + summary.errors.timeout

@@ -30,7 +30,7 @@ function request()
     email = string.format("bench-%s-%d-%d@example.com", run, id or 1, counter)
   end
   local body = string.format(
-    '{"query":"mutation($e: String!, $p: String!) { %s(email: $e, password: $p) { status } }",' ..
+    '{"query":"mutation($e: String!, $p: String!) { %s(email: $e, password: $p) { status errors { message } } }",' ..
     '"variables":{"e":"%s","p":"%s"}}', mode, email, password)
   return wrk.format("POST", "/graphql", {["Content-Type"] = "application/json"}, body)
 end

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 
 import bcrypt
 import pytest
@@ -113,5 +114,24 @@ async def test_hashing_threads_run_at_the_lowest_priority():
         nice = await loop.run_in_executor(hasher._pool, os.getpriority, os.PRIO_PROCESS, 0)
         assert nice == HASHING_NICENESS == 19
         assert os.getpriority(os.PRIO_PROCESS, 0) < nice  # the loop's thread is untouched
+    finally:
+        hasher.close()
+
+
+async def test_a_hash_that_gets_no_core_in_time_is_answered_busy():
+    """A hash queued behind others past twice the backlog's pace is given up."""
+    hasher = PasswordHasher(rounds=12, threads=1, max_pending=2)
+    try:
+        hasher.hash_seconds = 0.01  # as if hashes were quick: a 1 s deadline, the least
+        blocker = asyncio.get_running_loop().run_in_executor(hasher._pool, time.sleep, 1.5)
+        started = time.monotonic()
+        with pytest.raises(Busy) as busy:
+            await hasher.hash("pw")
+        assert 0.9 < time.monotonic() - started < 1.4
+        assert (busy.value.retry_after_s or 0) >= 1
+        assert hasher.pending == 0
+        await blocker
+        # The given-up hash was dropped from the queue: the pool is free at once.
+        assert await hasher.verify("pw", bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode())
     finally:
         hasher.close()
