@@ -9,6 +9,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from authsvc.core.accounts import AccountService
 from authsvc.core.clock import Clock, utc_now
@@ -19,11 +20,14 @@ from authsvc.core.tokens import TokenCodec, TokenType
 from authsvc.core.validation import PasswordPolicy
 from authsvc.settings import ConfigError, Settings
 from authsvc.signing import access_ring, refresh_ring
-from authsvc.stores import mysql, sqlite
+from authsvc.stores import mysql
 from authsvc.stores.base import CounterStore, SessionStore, StoreUnavailable, UserStore
 from authsvc.stores.migrations import Migration, MigrationsPending, latest_version
 from authsvc.stores.redis import RedisConfig, RedisCounterStore, RedisSessionStore
 from authsvc.stores.redis import open_client as open_redis
+
+if TYPE_CHECKING:  # imported where used: aiosqlite stays unloaded on MySQL + Redis
+    from authsvc.stores import sqlite
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,8 @@ async def migrate(settings: Settings) -> list[Migration]:
             return await mysql.migrate(pool)
         finally:
             await pool.close()
+    from authsvc.stores import sqlite
+
     db = await sqlite.SQLiteDatabase.open(settings.sqlite_path, settings.store_timeout_s)
     try:
         return await sqlite.migrate(db)
@@ -187,6 +193,8 @@ def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
 async def _open_stores(
     settings: Settings, closers: list[Closer], probes: dict[str, Closer]
 ) -> tuple[UserStore, SessionStore, CounterStore, PoolUsage]:
+    if "sqlite" in (settings.users_backend, settings.sessions_backend):
+        from authsvc.stores import sqlite  # here: aiosqlite stays unloaded otherwise
     sqlite_db: sqlite.SQLiteDatabase | None = None
 
     async def embedded() -> sqlite.SQLiteDatabase:

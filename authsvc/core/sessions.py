@@ -137,7 +137,7 @@ class SessionService:
     async def renew(self, refresh_token: str) -> TokenPair:
         """A new access and refresh token; the presented refresh token is spent.
         Raises Unauthorized, also for a spent token, whose session is then revoked."""
-        claims = self._tokens.verify(self._tokens.refresh, refresh_token)
+        claims = self._tokens.verify(self._tokens.refresh, refresh_token, keep=False)
         child = child_jti(claims.jti)
         await self._use(claims, rotate_to=jti_hash(child))
         return self._pair(claims.sub, claims.sid, child)
@@ -145,7 +145,7 @@ class SessionService:
     async def logout(self, refresh_token: str) -> None:
         """End the session of ``refresh_token``. Of concurrent logouts of one session
         exactly one succeeds; the others, like any invalid token, raise Unauthorized."""
-        claims = self._tokens.verify(self._tokens.refresh, refresh_token)
+        claims = self._tokens.verify(self._tokens.refresh, refresh_token, keep=False)
         if not await self._sessions.delete(claims.sub, claims.sid):
             raise Unauthorized()
         audit("logged_out", user_id=claims.sub, session_id=claims.sid)

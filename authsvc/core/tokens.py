@@ -103,14 +103,15 @@ class TokenCodec:
         }
         return self._signers[kind.typ].sign(payload)
 
-    def verify(self, kind: TokenType, token: str) -> Claims:
+    def verify(self, kind: TokenType, token: str, *, keep: bool = True) -> Claims:
         """The claims of a valid token of ``kind``. Raises Unauthorized otherwise: bad
         signature, other algorithm, unknown kid, expired, not yet valid, wrong issuer,
         audience or type, a required claim missing.
 
         A token is immutable and the keys only change with a restart, so a verified
         token's claims are kept (a bounded LRU per process) and only its expiry is
-        checked again: clients send the same access token many times.
+        checked again: clients send the same access token many times. ``keep=False``
+        for a token about to be spent (renew, logout): it would only crowd out others.
         """
         cache_key = (kind.typ, token)
         cached = self._verified.get(cache_key)
@@ -121,6 +122,8 @@ class TokenCodec:
             self._verified.move_to_end(cache_key)
             return cached
         claims = self._verify(kind, token)
+        if not keep:
+            return claims
         self._verified[cache_key] = claims
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)

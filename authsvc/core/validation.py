@@ -7,7 +7,10 @@ no password from a list of common ones or equal to the account's email.
 
 from __future__ import annotations
 
+import bisect
 import gzip
+import itertools
+from array import array
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -35,11 +38,35 @@ def email_errors(email: str) -> list[FieldError]:
     return []
 
 
+class SortedLines:
+    """A sorted list of lines kept as one bytes object, searched by bisection: 200 KB
+    for the common passwords, where a frozenset of 19,640 strings took 1.7 MB in every
+    worker."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        lines = sorted(set(lines))
+        self._blob = b"".join(lines)
+        self._starts = array("I", itertools.accumulate((len(line) for line in lines), initial=0))
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, bytes):
+            return False
+        index = bisect.bisect_left(range(len(self)), item, key=self._line)
+        return index < len(self) and self._line(index) == item
+
+    def _line(self, index: int) -> bytes:
+        return self._blob[self._starts[index] : self._starts[index + 1]]
+
+
 @cache
-def common_passwords() -> frozenset[str]:
-    """The 19,640 most common passwords (shipped with the package, see its NOTICE)."""
+def common_passwords() -> SortedLines:
+    """The 19,640 most common passwords, lower-cased UTF-8 (shipped with the package,
+    see its NOTICE)."""
     data = (files("authsvc.core") / "data" / "common-passwords.txt.gz").read_bytes()
-    return frozenset(gzip.decompress(data).decode().splitlines())
+    return SortedLines(gzip.decompress(data).lower().splitlines())
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +84,6 @@ class PasswordPolicy:
             return [FieldError(path, f"{path} must be at most {BCRYPT_MAX_PASSWORD_BYTES} bytes")]
         if email and password.strip().lower() == normalize_email(email):
             return [FieldError(path, f"{path} must not be the email address")]
-        if self.reject_common and password.lower() in common_passwords():
+        if self.reject_common and password.lower().encode() in common_passwords():
             return [FieldError(path, f"{path} is too common")]
         return []

@@ -231,3 +231,12 @@ def test_jwks_has_public_members_only(algorithm):
 
 def test_hmac_publishes_nothing():
     assert KeyRing("HS256", [hmac_key("a" * 32)]).jwks() == {"keys": []}
+
+
+def test_tokens_about_to_be_spent_are_not_kept():
+    tokens = codec(REFRESH)
+    kept = tokens.issue(REFRESH, "u", "s1")
+    spent = tokens.issue(REFRESH, "u", "s2")
+    assert tokens.verify(REFRESH, kept).sid == "s1"
+    assert tokens.verify(REFRESH, spent, keep=False).sid == "s2"
+    assert list(tokens._verified) == [("refresh", kept)]  # the LRU of verified claims

@@ -5,6 +5,7 @@ from __future__ import annotations
 from authsvc.core.errors import FieldError
 from authsvc.core.validation import (
     PasswordPolicy,
+    SortedLines,
     common_passwords,
     email_errors,
     normalize_email,
@@ -56,3 +57,14 @@ def test_common_passwords_and_the_email_are_refused():
     assert policy.errors("password", path="newPassword") == [
         FieldError("newPassword", "newPassword is too common")
     ]
+
+
+def test_the_compact_list_finds_exactly_its_lines():
+    lines = [b"b", b"abc", b"ab", b"", b"zz", b"abc"]
+    found = SortedLines(lines)
+    assert len(found) == 5  # sorted, duplicates once
+    assert all(line in found for line in lines)
+    for other in (b"a", b"abcd", b"aa", b"c", b"zzz", b"\xff", "ab"):
+        assert other not in found
+    every = common_passwords()
+    assert b"qwerty" in every and b"qwerty-but-not-common-2026" not in every
