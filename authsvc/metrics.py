@@ -9,7 +9,7 @@ and store names only: never an email, token or address.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.web
@@ -29,6 +29,9 @@ from authsvc.core import audit
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+#: Operation and outcome pairs whose metric children are remembered.
+MAX_CHILDREN = 1024
+
 #: Operation labels are root field names of the schema (a bounded set); a document
 #: with several root fields counts as "multiple".
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -44,13 +47,28 @@ class Metrics:
     hashing_backlog: Gauge
     store_errors: Counter
     pool_connections: Gauge
+    # Per request, looking up labelled children and setting unchanged gauges (each
+    # under a lock, in files with several workers) cost more than the counting.
+    _children: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
+    _gauges: tuple[int, tuple[int, int] | None] | None = None
 
     def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
-        label = operation if "+" not in operation else "multiple"
-        self.requests.labels(label, outcome.split(",")[0]).inc()
-        self.latency.labels(label).observe(seconds)
+        children = self._children.get((operation, outcome))
+        if children is None:
+            label = operation if "+" not in operation else "multiple"
+            children = (
+                self.requests.labels(label, outcome.split(",")[0]),
+                self.latency.labels(label),
+            )
+            if len(self._children) < MAX_CHILDREN:  # labels are bounded; the memo too
+                self._children[(operation, outcome)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_gauges(self, hashing_backlog: int, pool: tuple[int, int] | None) -> None:
+        if self._gauges == (hashing_backlog, pool):
+            return
+        self._gauges = (hashing_backlog, pool)
         self.hashing_backlog.set(hashing_backlog)
         if pool is not None:
             size, idle = pool

@@ -9,8 +9,10 @@ Access tokens name their session too, and operations that take one check it is a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -94,6 +96,7 @@ class SessionService:
     ) -> None:
         self._limiter = limiter
         self._user_cache: OrderedDict[str, tuple[float, User | None]] = OrderedDict()
+        self._user_reads: dict[str, asyncio.Future[User | None]] = {}
         self._accounts = accounts
         self._users = users
         self._sessions = sessions
@@ -229,16 +232,31 @@ class SessionService:
     async def _recent_user(self, user_id: str) -> User | None:
         """The user, read at most USER_CACHE_S ago. Safe to keep that briefly: disabling,
         deleting and password changes end sessions, which the session check above sees
-        at once; only the profile fields can lag."""
+        at once; only the profile fields can lag.
+
+        Concurrent requests for one user share one read, and each entry lives a random
+        part of USER_CACHE_S beyond its first half: entries made together (a burst of
+        clients) do not all expire together and send the database a burst of reads."""
         now = time.monotonic()
         cached = self._user_cache.get(user_id)
-        if cached is not None and now - cached[0] < USER_CACHE_S:
+        if cached is not None and now < cached[0]:
             return cached[1]
-        user = await self._users.get(user_id)
-        self._user_cache[user_id] = (now, user)
+        read = self._user_reads.get(user_id)
+        if read is None:
+            read = asyncio.ensure_future(self._users.get(user_id))
+            self._user_reads[user_id] = read
+            read.add_done_callback(lambda done: self._read_done(user_id, done))
+        user = await asyncio.shield(read)  # a waiter that gives up leaves the read to others
+        expires = time.monotonic() + USER_CACHE_S * random.uniform(0.5, 1.0)  # noqa: S311
+        self._user_cache[user_id] = (expires, user)
         if len(self._user_cache) > USER_CACHE_SIZE:
             self._user_cache.popitem(last=False)
         return user
+
+    def _read_done(self, user_id: str, read: asyncio.Future[User | None]) -> None:
+        self._user_reads.pop(user_id, None)
+        if not read.cancelled():
+            read.exception()  # seen, even when every waiter gave up before it ended
 
     async def _use(self, claims: Claims, rotate_to: str | None) -> None:
         limit = self._limiter.policy.refreshes_per_session

@@ -19,7 +19,7 @@ class ClientAddressResolver:
 
     def resolve(self, peer: str, forwarded_for: str | None, real_ip: str | None) -> str:
         """The address of the client behind ``peer`` (the socket's remote address)."""
-        if not self._is_trusted(peer):
+        if not self._trusted or not self._is_trusted(peer):
             return peer
         if forwarded_for:
             hops = [hop.strip() for hop in forwarded_for.split(",")]

@@ -4,9 +4,9 @@ count, and errors that never show a traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -46,7 +46,7 @@ class JSONHandler(tornado.web.RequestHandler):
             self.set_header("Connection", "close")
         self.started = time.perf_counter()
         given = self.request.headers.get("X-Request-ID", "")
-        self.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        self.request_id = given if REQUEST_ID.match(given) else os.urandom(16).hex()
         self.set_header("X-Request-ID", self.request_id)
         logs.request_id.set(self.request_id)  # on every log line of this request
 
