@@ -242,7 +242,6 @@ def main() -> int:
         "BCRYPT_ROUNDS": str(args.rounds), "WORKERS": str(workers), "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT": "off", "RATE_LIMIT_LOGIN_PER_IP": "off",
         "RATE_LIMIT_REGISTER_PER_IP": "off", "RATE_LIMIT_REFRESH_PER_SESSION": "off",
-        "DB_POOL_MAX": "20",
     }  # fmt: skip
     sql(target, f"CREATE DATABASE `{database}`")
     results: list[Result] = []
