@@ -79,9 +79,9 @@ class AccountService:
         """The user whose email and password these are, if they may log in.
 
         Raises Busy at once when the hashing backlog is full. Raises RateLimited, before
-        any hashing, past the attempts allowed from
-        ``client_ip`` or the failures allowed on the account (also for an email with no
-        account, so limits tell nothing either). Raises the one "invalid login"
+        any hashing, past the attempts allowed from ``client_ip`` or the failures
+        allowed on the account (also for an email with no account, so limits tell
+        nothing either). Raises the one "invalid login"
         InvalidInput for an unknown email, a wrong password, a disabled or an
         unconfirmed account, after the same hash work. A hash of fewer rounds than
         configured is replaced on success.

@@ -16,7 +16,6 @@ keep graphql-core's exact shape and a mutation never runs twice.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +31,11 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     Undefined,
-    execute,
     get_nullable_type,
 )
 
 from authsvc.graphql.context import RequestContext
+from authsvc.graphql.execution import executed
 from authsvc.graphql.resolvers import ContextResolver
 
 
@@ -109,11 +108,9 @@ class DirectOperation:
                 raise outcome
             return outcome
 
-        result = execute(self._schema, self._document, context_value=context, middleware=[replay])
-        if inspect.isawaitable(result):
-            result = await result
-        assert isinstance(result, ExecutionResult)
-        return result
+        return await executed(
+            self._schema, self._document, context_value=context, middleware=[replay]
+        )
 
 
 def plan(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +15,6 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
-    execute,
     get_operation_ast,
     parse,
     specified_rules,
@@ -27,6 +24,7 @@ from graphql import (
 from authsvc.graphql.context import RequestContext
 from authsvc.graphql.direct import DirectOperation, plan
 from authsvc.graphql.errors import format_errors
+from authsvc.graphql.execution import executed
 from authsvc.graphql.limits import QueryLimits, limit_rules
 from authsvc.graphql.resolvers import OPERATIONS
 
@@ -154,18 +152,15 @@ class GraphQLExecutor:
         # operation says less, and clients often name none.
         label = label or operation_name or "-"
         if direct is not None:
-            result: ExecutionResult | Awaitable[ExecutionResult] = await direct.run(context)
+            result = await direct.run(context)
         else:
-            result = execute(
+            result = await executed(
                 self._schema,
                 document,
                 context_value=context,
                 variable_values=variables,
                 operation_name=operation_name,
             )
-            if inspect.isawaitable(result):
-                result = await result
-        assert isinstance(result, ExecutionResult)
         return self._respond(result, context, label)
 
     @staticmethod

@@ -7,18 +7,18 @@ keeps it off the direct path.
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any
 
 import jwt
 import pytest
-from graphql import ExecutionResult, execute, get_operation_ast, parse
+from graphql import get_operation_ast, parse
 
 from authsvc.core.errors import Unauthorized
 from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.context import RequestContext
 from authsvc.graphql.direct import plan
+from authsvc.graphql.execution import executed
 from authsvc.graphql.resolvers import OPERATIONS, RESOLVERS, graphql_resolver
 from authsvc.graphql.schema import build_executable_schema
 
@@ -181,10 +181,7 @@ async def test_every_outcome_is_answered_as_graphql_core_would_and_runs_once(
 
     result = await direct.run(context)
     assert operation.calls == 1  # an error is replayed, the operation never runs again
-    expected = execute(schema, document, context_value=context)
-    if inspect.isawaitable(expected):
-        expected = await expected
-    assert isinstance(expected, ExecutionResult)
+    expected = await executed(schema, document, context_value=context)
     assert result.data == expected.data
     assert [e.formatted for e in result.errors or []] == [
         e.formatted for e in expected.errors or []
