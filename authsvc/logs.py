@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any, Literal
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 #: The id of the request being served in this context ("-" outside any request).
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -37,10 +37,17 @@ def stamp_request_ids() -> None:
 
 def configure_logging(level: str, log_format: Literal["json", "text"] = "text") -> None:
     stamp_request_ids()
+    # The logging module's own optimisations (its documentation's table): no format
+    # here names the caller, thread or process, and looking them up cost more per
+    # access line than the rest of writing it.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(
-            JsonFormatter(
+            OrjsonFormatter(  # python-json-logger's, on orjson: the same lines, faster
                 "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             )
