@@ -77,6 +77,12 @@ class InvalidInput(DomainError):
         self.errors = errors
         self.status = status
 
+    @property
+    def extensions(self) -> dict[str, object]:
+        if self.retry_after_s is None:
+            return {"code": self.code}
+        return {"code": self.code, "retryAfter": self.retry_after_s}
+
 
 def invalid_login() -> InvalidInput:
     """The one answer for unknown email, wrong password, disabled or unconfirmed account,
@@ -94,7 +100,3 @@ class Busy(InvalidInput):
         super().__init__([FieldError("email", "the server is busy, retry later")], status=503)
         self.message = "the server is busy, retry later"
         self.retry_after_s = retry_after_s
-
-    @property
-    def extensions(self) -> dict[str, object]:
-        return {"code": self.code, "retryAfter": self.retry_after_s}

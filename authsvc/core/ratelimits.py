@@ -70,10 +70,6 @@ class RateLimited(InvalidInput):
         self.message = message
         self.retry_after_s = retry_after_s
 
-    @property
-    def extensions(self) -> dict[str, object]:
-        return {"code": self.code, "retryAfter": self.retry_after_s}
-
 
 class RateLimiter:
     """Counts per scope and subject. Subjects (emails, addresses, ids) are hashed into
