@@ -52,12 +52,22 @@ class GraphQLClient:
         token: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
+        response = await self.answer(query, variables, token, headers)
+        return response.code, json.loads(response.body)
+
+    async def answer(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """The whole HTTP response (status, headers, body) to one GraphQL POST."""
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"
         body = json.dumps({"query": query, "variables": variables or {}})
-        response = await self.raw(body=body, headers=all_headers)
-        return response.code, json.loads(response.body)
+        return await self.raw(body=body, headers=all_headers)
 
     async def register(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
         status, body = await self.post(REGISTER, {"email": email, "password": password})

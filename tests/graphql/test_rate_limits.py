@@ -205,11 +205,7 @@ async def test_busy_answers_are_not_counted_against_the_client(client):
 
 
 async def answer_with_headers(client, query, variables=None, token=None):
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    body = json.dumps({"query": query, "variables": variables or {}})
-    response = await client.raw(body=body, headers=headers)
+    response = await client.answer(query, variables, token)
     return response.headers, json.loads(response.body)
 
 
