@@ -137,7 +137,7 @@ def plan(
         return None
     if not isinstance(field.type, GraphQLNonNull):
         return None
-    key = root.alias.value if root.alias else root.name.value
+    key = _response_key(root)
     result_type = get_nullable_type(field.type)
     if isinstance(result_type, GraphQLScalarType):
         if root.selection_set is not None:
@@ -155,8 +155,9 @@ def plan(
 
 def _leaves(object_type: GraphQLObjectType, selections: Any) -> tuple[Leaf, ...] | None:
     leaves: list[Leaf] = []
-    for selection in selections:
-        if not isinstance(selection, FieldNode) or selection.directives or selection.arguments:
+    for node in selections:
+        selection = _plain_field(node)
+        if selection is None:
             return None
         field = object_type.fields.get(selection.name.value)  # None for __typename
         if field is None or field.resolve is not None or not isinstance(field.type, GraphQLNonNull):
@@ -164,17 +165,23 @@ def _leaves(object_type: GraphQLObjectType, selections: Any) -> tuple[Leaf, ...]
         leaf_type = get_nullable_type(field.type)
         if not isinstance(leaf_type, GraphQLScalarType) or selection.selection_set is not None:
             return None
-        key = selection.alias.value if selection.alias else selection.name.value
-        leaves.append(Leaf(key, selection.name.value, leaf_type.coerce_output_value))
+        serialize = leaf_type.coerce_output_value
+        leaves.append(Leaf(_response_key(selection), selection.name.value, serialize))
     if len({leaf.key for leaf in leaves}) != len(leaves):
         return None  # the same key twice: graphql-core merges them; let it
     return tuple(leaves)
 
 
 def _only_plain_field(selections: Any) -> FieldNode | None:
-    if len(selections) != 1:
+    return _plain_field(selections[0]) if len(selections) == 1 else None
+
+
+def _plain_field(node: Any) -> FieldNode | None:
+    """``node`` if it is a field with no arguments and no directives (no fragment)."""
+    if not isinstance(node, FieldNode) or node.directives or node.arguments:
         return None
-    field = selections[0]
-    if not isinstance(field, FieldNode) or field.directives or field.arguments:
-        return None
-    return field
+    return node
+
+
+def _response_key(field: FieldNode) -> str:
+    return field.alias.value if field.alias else field.name.value
