@@ -8,13 +8,20 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from authsvc import __version__, server, services, signing
+from authsvc import __version__
 from authsvc.core.errors import DomainError, InvalidInput
 from authsvc.logs import configure_logging
+from authsvc.optional_libraries import leave_out_cryptography, needs_cryptography
 from authsvc.settings import ConfigError, Settings, load_settings
 from authsvc.stores.base import StoreUnavailable
 from authsvc.stores.migrations import MigrationsPending
+
+# The modules below load PyJWT and PyMySQL: each command imports them once the settings
+# have said whether cryptography is needed (authsvc.optional_libraries).
+if TYPE_CHECKING:
+    from authsvc.services import Services
 
 log = logging.getLogger("authsvc")
 
@@ -84,8 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.env_file, **overrides)
         configure_logging(settings.log_level, settings.effective_log_format)
         if args.command == "serve":
+            if not needs_cryptography(settings):
+                leave_out_cryptography()
+            from authsvc import server
+
             return server.run(settings)
         elif args.command == "migrate":
+            from authsvc import services
+
             applied = asyncio.run(services.migrate(settings))
             for migration in applied:
                 print(f"applied {migration.version:04d}_{migration.name}")
@@ -106,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
+    from authsvc import signing
+
     if args.keys_command == "list":
         for info in signing.list_keys(settings):
             print(f"{'*' if info.signing else ' '} {info.kid}  {info.source}")
@@ -123,6 +138,8 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> None:
     """`authsvc users …` and `authsvc sessions …`, through the same core services as
     the API, so the same rules and audit events apply."""
+    from authsvc import services
+
     sub = args.users_command if args.command == "users" else args.sessions_command
     opened = await services.open_services(settings)
     try:
@@ -131,7 +148,7 @@ async def run_admin_command(settings: Settings, args: argparse.Namespace) -> Non
         await opened.close()
 
 
-async def users_create(opened: services.Services, args: argparse.Namespace) -> None:
+async def users_create(opened: Services, args: argparse.Namespace) -> None:
     password = read_password(args.password_stdin)
     try:
         user = await opened.accounts.create_user(args.email, password)
@@ -140,25 +157,25 @@ async def users_create(opened: services.Services, args: argparse.Namespace) -> N
     print(f"created {user.email} ({user.id})")
 
 
-async def users_list(opened: services.Services, args: argparse.Namespace) -> None:
+async def users_list(opened: Services, args: argparse.Namespace) -> None:
     for user in await opened.accounts.list_users(args.limit, args.offset):
         flags = [name for name, on in (("disabled", user.disabled),
                                        ("unconfirmed", not user.confirmed)) if on]  # fmt: skip
         print(f"{user.id}  {user.email}  {user.created_at.isoformat()}  {','.join(flags) or '-'}")
 
 
-async def users_disable(opened: services.Services, args: argparse.Namespace) -> None:
+async def users_disable(opened: Services, args: argparse.Namespace) -> None:
     disable = args.users_command == "disable"
     user = await opened.accounts.set_disabled(args.email, disable)
     print(f"{'disabled' if disable else 'enabled'} {user.email}")
 
 
-async def users_delete(opened: services.Services, args: argparse.Namespace) -> None:
+async def users_delete(opened: Services, args: argparse.Namespace) -> None:
     user = await opened.accounts.delete_user(args.email)
     print(f"deleted {user.email} ({user.id})")
 
 
-async def sessions_list(opened: services.Services, args: argparse.Namespace) -> None:
+async def sessions_list(opened: Services, args: argparse.Namespace) -> None:
     user, live = await opened.sessions.sessions_of(args.email)
     for session in live:
         print(f"{session.id}  created {session.created_at.isoformat()}  "
@@ -167,7 +184,7 @@ async def sessions_list(opened: services.Services, args: argparse.Namespace) -> 
     print(f"{len(live)} live sessions of {user.email}")
 
 
-async def sessions_revoke(opened: services.Services, args: argparse.Namespace) -> None:
+async def sessions_revoke(opened: Services, args: argparse.Namespace) -> None:
     session_id = None if args.all else args.session_id
     ended = await opened.sessions.end_sessions_of(args.email, session_id)
     print(f"ended {ended} sessions")

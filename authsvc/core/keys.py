@@ -12,17 +12,19 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from authsvc.core.errors import Unauthorized
 
+if TYPE_CHECKING:  # cryptography is loaded only where an asymmetric key is used
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256")
-
-PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 #: The members RFC 7638 §3.2 hashes for each key type, in its required (sorted) order.
 _THUMBPRINT_MEMBERS = {
@@ -37,6 +39,8 @@ class KeyConfigError(ValueError):
 
 
 def generate_private_key(algorithm: str) -> PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
     if algorithm == "EdDSA":
         return ed25519.Ed25519PrivateKey.generate()
     if algorithm == "ES256":
@@ -48,6 +52,8 @@ def generate_private_key(algorithm: str) -> PrivateKey:
 
 def check_key_fits(algorithm: str, key: PrivateKey) -> None:
     """Raises KeyConfigError unless ``key`` can sign with ``algorithm``."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
     fits = {
         "EdDSA": isinstance(key, ed25519.Ed25519PrivateKey),
         "ES256": isinstance(key, ec.EllipticCurvePrivateKey)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-
-from authsvc.core.keys import PrivateKey
+if TYPE_CHECKING:
+    from authsvc.core.keys import PrivateKey
 
 SIGNING_KID_FILE = "signing-kid"
 
 
 def load_pem(pem: bytes, source: str) -> PrivateKey:
     """A private key from unencrypted PEM. Raises ValueError naming ``source``."""
+    from cryptography.hazmat.primitives import serialization  # see optional_libraries
+
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -38,6 +40,8 @@ def load_key_files(folder: Path) -> list[tuple[Path, PrivateKey]]:
 
 def write_key(folder: Path, key: PrivateKey) -> Path:
     """Store ``key`` as a new file, readable by its owner only."""
+    from cryptography.hazmat.primitives import serialization
+
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / (datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + ".pem")
     pem = key.private_bytes(

@@ -91,6 +91,16 @@ class ServiceProcess:
             with error:
                 return error.code, json.loads(error.read())
 
+    def pids(self) -> list[int]:
+        """The serving process and its workers, if it forked any."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [pid, *map(int, children)]
+
+    def loaded(self, library: str) -> bool:
+        """Whether any of the processes has mapped a file whose path names ``library``."""
+        return any(f"/{library}/" in Path(f"/proc/{pid}/maps").read_text() for pid in self.pids())
+
     def terminate(self, timeout_s: float = 20) -> int:
         """SIGTERM, then wait; returns the exit code."""
         self.process.send_signal(signal.SIGTERM)

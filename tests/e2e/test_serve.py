@@ -3,6 +3,7 @@ configuration and on the embedded default; SIGTERM stops it with exit 0."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 
@@ -80,6 +81,10 @@ def test_production_on_mariadb_and_redis(tmp_path, mysql_server, redis_server):
     service = ServiceProcess(tmp_path, env)
     try:
         secrets = drive_the_whole_flow(service)
+        # HS256 on MariaDB: nothing needs cryptography, which would cost each worker
+        # about 5 MB (authsvc.optional_libraries).
+        assert len(service.pids()) > 1 and not service.loaded("cryptography")
+        assert service.loaded("pydantic_core")  # the check sees what is loaded
     finally:
         code = service.terminate()
     assert code == 0
@@ -105,6 +110,17 @@ def test_embedded_default(tmp_path):
     assert_clean_logs(service, secrets)
     assert not service.logs().startswith("{")  # readable lines in development
     assert "development secrets" in service.logs()
+
+
+def test_asymmetric_tokens_load_cryptography(tmp_path):
+    service = ServiceProcess(tmp_path, {"BCRYPT_ROUNDS": "4", "JWT_ALGORITHM": "EdDSA"})
+    try:
+        secrets = drive_the_whole_flow(service)
+        assert service.loaded("cryptography")
+    finally:
+        assert service.terminate() == 0
+    header = json.loads(base64.urlsafe_b64decode(secrets[1].split(".")[0] + "=="))
+    assert header["alg"] == "EdDSA" and header["kid"]
 
 
 def test_production_refuses_an_unmigrated_database_then_migrate_fixes_it(
