@@ -251,6 +251,7 @@ async def _open_stores(
             redis_store.client,
             key_prefix=settings.redis_key_prefix,
             timeout_s=settings.store_timeout_s,
+            batch=redis_store.batch,
         )
     else:
         sessions = sqlite.SQLiteSessionStore(await embedded())

@@ -21,13 +21,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from authsvc.stores.base import Counter, RefreshUse, Session, StoreUnavailable
+from authsvc.stores.base import Counter, RefreshUse, Session
 from authsvc.stores.redis_batch import CommandBatcher
-
-_UNAVAILABLE = (TimeoutError, OSError, RedisConnectionError, RedisTimeoutError)
+from authsvc.stores.redis_errors import UNAVAILABLE, unavailable
 
 # One round trip, atomic: judge the presented refresh token and act on it
 # (SessionStore.use_refresh). KEYS: session hash, user index.
@@ -83,9 +80,12 @@ def connect(config: RedisConfig) -> Any:
     """A client for a single server, a Redis Cluster, or the master that Sentinel names
     (followed through failovers). Every store uses only commands that work on all three:
     keys of one user share a hash tag, so multi-key commands stay in one slot."""
+    # No socket timeout (redis-py's default is 5 s): every store call is bounded by
+    # the store's own timeout, one timer per call, or per batch on the hot path.
+    # redis-py's would add a task to every send and a timer to every reply it reads.
     options: dict[str, Any] = {
         "decode_responses": True,
-        "socket_timeout": config.timeout_s,
+        "socket_timeout": None,
         "socket_connect_timeout": config.timeout_s,
     }
     if config.sentinels:
@@ -123,19 +123,28 @@ async def close(client: Any) -> None:
 
 
 class RedisCounterStore:
-    """Rate-limit counters at ``<prefix>rl:<key>``, expiring with their window."""
+    """Rate-limit counters at ``<prefix>rl:<key>``, expiring with their window.
+    ``batch``: the session store's, so that a refresh's count and its script share
+    one pipeline."""
 
-    def __init__(self, client: redis.Redis, *, key_prefix: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        key_prefix: str,
+        timeout_s: float,
+        batch: CommandBatcher | None = None,
+    ) -> None:
         self._client = client
         self._prefix = key_prefix + "rl:"
         self._timeout_s = timeout_s
         self._increment = client.register_script(_INCREMENT)
+        self._batch = batch or CommandBatcher(client, timeout_s)
 
     async def increment(self, key: str, window_s: float) -> Counter:
-        async with _guarded(self._timeout_s):
-            count, ttl_ms = await self._increment(
-                keys=[self._prefix + key], args=[max(1, int(window_s * 1000))]
-            )
+        count, ttl_ms = await self._batch.evalsha(
+            self._increment, keys=[self._prefix + key], args=[max(1, int(window_s * 1000))]
+        )
         return Counter(int(count), _in_ms(int(ttl_ms)))
 
     async def peek(self, key: str) -> Counter | None:
@@ -158,12 +167,19 @@ class RedisSessionStore:
         self._prefix = key_prefix
         self._timeout_s = timeout_s
         self._use_refresh = client.register_script(_USE_REFRESH)
-        self._batch = CommandBatcher(client)  # the hot-path commands: refresh, session checks
+        # The hot-path commands (refresh, session checks): bounded in time, and their
+        # errors translated, by the batcher.
+        self._batch = CommandBatcher(client, timeout_s)
 
     @property
     def client(self) -> redis.Redis:
         """The connection pool, for the other stores that live in the same Redis."""
         return self._client
+
+    @property
+    def batch(self) -> CommandBatcher:
+        """The command batcher, for the other stores that live in the same Redis."""
+        return self._batch
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str, timeout_s: float) -> RedisSessionStore:
@@ -196,8 +212,7 @@ class RedisSessionStore:
             await pipe.execute()
 
     async def exists(self, user_id: str, session_id: str) -> bool:
-        async with self._guard():
-            return bool(await self._batch.execute("EXISTS", self.key(user_id, session_id)))
+        return bool(await self._batch.execute("EXISTS", self.key(user_id, session_id)))
 
     async def get(self, user_id: str, session_id: str) -> Session | None:
         async with self._guard():
@@ -215,19 +230,18 @@ class RedisSessionStore:
         grace_s: float,
         idle_timeout_s: float,
     ) -> RefreshUse:
-        async with self._guard():
-            outcome = await self._batch.evalsha(
-                self._use_refresh,
-                keys=[self.key(user_id, session_id), self.index_key(user_id)],
-                args=[
-                    presented_jti_hash,
-                    rotate_to or "",
-                    _ms(now),
-                    int(grace_s * 1000),
-                    int(idle_timeout_s * 1000),
-                    session_id,
-                ],
-            )
+        outcome = await self._batch.evalsha(
+            self._use_refresh,
+            keys=[self.key(user_id, session_id), self.index_key(user_id)],
+            args=[
+                presented_jti_hash,
+                rotate_to or "",
+                _ms(now),
+                int(grace_s * 1000),
+                int(idle_timeout_s * 1000),
+                session_id,
+            ],
+        )
         return RefreshUse(outcome)
 
     async def list_for_user(self, user_id: str) -> list[Session]:
@@ -285,8 +299,8 @@ async def _guarded(timeout_s: float) -> AsyncIterator[None]:
     try:
         async with asyncio.timeout(timeout_s):
             yield
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}") from exc
+    except UNAVAILABLE as exc:
+        raise unavailable(exc) from exc
 
 
 def _fields(session: Session) -> dict[Any, str | int]:

@@ -9,6 +9,7 @@ same turn it was issued, by itself.
 
 Only the sending is shared. Each command keeps its own reply or error, and a pipeline
 without MULTI is not a transaction: the scripts stay atomic one by one, as before.
+The time bound is shared too: one timer per pipeline, where each call had its own.
 """
 
 from __future__ import annotations
@@ -18,19 +19,23 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from authsvc.stores.redis_errors import UNAVAILABLE, unavailable
+
 #: At most this many commands per pipeline; a longer queue is sent in several.
 MAX_BATCH = 128
 
 
 class CommandBatcher:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, timeout_s: float) -> None:
         self._client = client
+        self._timeout_s = timeout_s
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # strong references
 
     async def execute(self, *args: Any) -> Any:
-        """``args`` as one command (as for ``execute_command``); its reply, or raises
-        its error (redis-py's, as a lone call would)."""
+        """``args`` as one command (as for ``execute_command``); its reply. Raises
+        StoreUnavailable when Redis does not answer within the timeout, else the
+        command's own error (redis-py's, as a lone call would)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((args, future))
@@ -45,7 +50,11 @@ class CommandBatcher:
         try:
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            script.sha = await self._client.script_load(script.script)
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    script.sha = await self._client.script_load(script.script)
+            except UNAVAILABLE as exc:
+                raise unavailable(exc) from exc
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _flush(self) -> None:
@@ -57,14 +66,17 @@ class CommandBatcher:
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
-            if len(batch) == 1:
-                replies: list[Any] = [await self._client.execute_command(*batch[0][0])]
-            else:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for args, _ in batch:
-                        pipe.execute_command(*args)
-                    replies = await pipe.execute(raise_on_error=False)
+            async with asyncio.timeout(self._timeout_s):
+                if len(batch) == 1:
+                    replies: list[Any] = [await self._client.execute_command(*batch[0][0])]
+                else:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for args, _ in batch:
+                            pipe.execute_command(*args)
+                        replies = await pipe.execute(raise_on_error=False)
         except BaseException as error:  # every waiter gets it
+            if isinstance(error, UNAVAILABLE):
+                error = unavailable(error)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)

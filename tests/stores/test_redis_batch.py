@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from authsvc.stores.base import StoreUnavailable
 from authsvc.stores.redis import RedisConfig, open_client
 from authsvc.stores.redis import close as close_redis
 from authsvc.stores.redis_batch import MAX_BATCH, CommandBatcher
@@ -30,7 +31,7 @@ def key(redis_server) -> str:
 
 
 async def test_replies_and_errors_go_to_their_own_callers(client, redis_server):
-    batcher = CommandBatcher(client)
+    batcher = CommandBatcher(client, 3.0)
     counter, text = key(redis_server), key(redis_server)
     await client.set(text, "not a number")
     results = await asyncio.gather(
@@ -49,7 +50,7 @@ async def test_commands_of_one_turn_share_a_connection(redis_server):
     pipeline, in issue order), where lone calls would each have taken one of the pool."""
     tag = f"batch-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(redis_server.url, decode_responses=True, client_name=tag)
-    batcher = CommandBatcher(client)
+    batcher = CommandBatcher(client, 3.0)
     name = key(redis_server)
     replies = await asyncio.gather(*(batcher.execute("RPUSH", name, i) for i in range(100)))
     assert replies == list(range(1, 101))
@@ -65,7 +66,7 @@ async def test_commands_of_one_turn_share_a_connection(redis_server):
 
 
 async def test_a_script_the_server_lost_is_loaded_again(client, redis_server):
-    batcher = CommandBatcher(client)
+    batcher = CommandBatcher(client, 3.0)
     script = client.register_script("return redis.call('INCR', KEYS[1])")
     name = key(redis_server)
     assert await batcher.evalsha(script, [name], []) == 1
@@ -75,7 +76,7 @@ async def test_a_script_the_server_lost_is_loaded_again(client, redis_server):
 
 
 async def test_a_caller_that_gives_up_leaves_the_others_their_replies(client, redis_server):
-    batcher = CommandBatcher(client)
+    batcher = CommandBatcher(client, 3.0)
     name = key(redis_server)
     hurried = asyncio.ensure_future(batcher.execute("INCR", name))
     patient = asyncio.ensure_future(batcher.execute("INCR", name))
@@ -90,9 +91,29 @@ async def test_an_unreachable_server_fails_every_waiter():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = redis.Redis(port=port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
-    batcher = CommandBatcher(client)
+    batcher = CommandBatcher(client, 3.0)
     results = await asyncio.gather(
         *(batcher.execute("PING") for _ in range(3)), return_exceptions=True
     )
-    assert all(isinstance(r, RedisConnectionError) for r in results), results
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    assert all(isinstance(r.__cause__, RedisConnectionError) for r in results)
     await client.aclose()
+
+
+async def test_one_timer_bounds_the_whole_batch(client, redis_server):
+    """A batch that Redis does not answer in time fails every waiter with
+    StoreUnavailable, within the timeout; the batcher then serves the next turn."""
+    batcher = CommandBatcher(client, 0.3)
+    name = key(redis_server)
+    started = asyncio.get_running_loop().time()
+    results = await asyncio.gather(
+        batcher.execute("INCR", name),
+        batcher.execute("BLPOP", key(redis_server), 2),  # holds the pipeline for 2 s
+        batcher.execute("INCR", name),
+        return_exceptions=True,
+    )
+    assert asyncio.get_running_loop().time() - started < 1.5
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    # As with any timeout, a command may or may not have run (here the first did, and
+    # the one behind BLPOP went with the dropped connection); the batcher goes on.
+    assert await batcher.execute("INCR", name) in (2, 3)
