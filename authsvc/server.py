@@ -29,6 +29,7 @@ from prometheus_client import REGISTRY
 
 from authsvc import metrics
 from authsvc.app import InFlight, make_app
+from authsvc.http_server import http_server
 from authsvc.loops import loop_factory
 from authsvc.services import open_services
 from authsvc.settings import Settings
@@ -98,9 +99,7 @@ async def serve(settings: Settings, worker: int = 0, serve_metrics: bool = False
         settle_heap()
         # The handler streams bodies and enforces MAX_BODY_BYTES itself with a clear 413;
         # this outer cap only bounds what a chunked upload can make the server read.
-        server = tornado.httpserver.HTTPServer(
-            app, max_body_size=settings.max_body_bytes * 4, xheaders=False
-        )
+        server = http_server(app, max_body_size=settings.max_body_bytes * 4)
         sockets = tornado.netutil.bind_sockets(
             settings.app_port, settings.app_host, reuse_port=True
         )

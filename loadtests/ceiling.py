@@ -1,6 +1,7 @@
 """The ceiling of this machine for `make bench`: a bare Tornado endpoint answering a
-small JSON body, with the same worker layout as authsvc (SO_REUSEPORT per process) and
-the same event loop (EVENT_LOOP, or authsvc's default: uvloop where installed)."""
+small JSON body, with the same worker layout as authsvc (SO_REUSEPORT per process),
+the same event loop (EVENT_LOOP, or authsvc's default: uvloop where installed) and the
+same HTTP server settings (the read chunk size)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import os
 import signal
 import sys
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from authsvc.http_server import http_server
 from authsvc.loops import loop_factory
 
 
@@ -25,7 +26,7 @@ class Ping(tornado.web.RequestHandler):
 
 
 async def serve(port: int) -> None:
-    server = tornado.httpserver.HTTPServer(tornado.web.Application([(r"/.*", Ping)]))
+    server = http_server(tornado.web.Application([(r"/.*", Ping)]))
     server.add_sockets(tornado.netutil.bind_sockets(port, "127.0.0.1", reuse_port=True))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -13,8 +13,8 @@ import asyncio
 import hashlib
 import logging
 import random
+import secrets
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -109,8 +109,8 @@ class SessionService:
         login") for any refusal."""
         user = await self._accounts.check_credentials(email, password, client.ip)
         now = self._clock()
-        session_id = uuid.uuid4().hex
-        refresh_jti = uuid.uuid4().hex
+        session_id = secrets.token_hex(16)
+        refresh_jti = secrets.token_hex(16)
         await self._sessions.create(
             Session(
                 id=session_id,

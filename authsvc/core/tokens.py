@@ -9,8 +9,8 @@ so an access token is useless as a refresh token and the reverse. Defences of RF
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -94,7 +94,7 @@ class TokenCodec:
         payload = {
             "sub": user_id,
             "sid": session_id,
-            "jti": jti or uuid.uuid4().hex,
+            "jti": jti or secrets.token_hex(16),
             "iat": iat,
             "exp": iat + kind.lifetime_s,
             "iss": self.issuer,

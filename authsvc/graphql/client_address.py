@@ -9,6 +9,7 @@ that whatever a client wrote at its left end is ignored.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -17,10 +18,13 @@ class ClientAddressResolver:
     def __init__(self, trusted_proxies: list[Network]) -> None:
         self._trusted = trusted_proxies
 
-    def resolve(self, peer: str, forwarded_for: str | None, real_ip: str | None) -> str:
-        """The address of the client behind ``peer`` (the socket's remote address)."""
+    def resolve(self, peer: str, headers: Mapping[str, str]) -> str:
+        """The address of the client behind ``peer`` (the socket's remote address).
+        ``headers`` are only read when ``peer`` is a trusted proxy."""
         if not self._trusted or not self._is_trusted(peer):
             return peer
+        forwarded_for = headers.get("X-Forwarded-For")
+        real_ip = headers.get("X-Real-IP")
         if forwarded_for:
             hops = [hop.strip() for hop in forwarded_for.split(",")]
             for hop in reversed(hops):

@@ -134,11 +134,7 @@ class GraphQLHandler(JSONHandler):
             services=self.services,
             authorization=headers.get("Authorization"),
             client=ClientInfo(
-                ip=self.addresses.resolve(
-                    self.request.remote_ip or "",
-                    headers.get("X-Forwarded-For"),
-                    headers.get("X-Real-IP"),
-                ),
+                ip=self.addresses.resolve(self.request.remote_ip or "", headers),
                 user_agent=headers.get("User-Agent", ""),
             ),
             request_id=self.request_id,

@@ -46,10 +46,18 @@ def test_bench_smoke(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    results = {(r["scenario"], r["connections"]): r for r in json.loads(out.read_text())["results"]}
-    for scenario in ("ceiling (bare Tornado)", "refresh", "renew", "me", "login", "register"):
+    written = json.loads(out.read_text())
+    results = {(r["scenario"], r["connections"]): r for r in written["results"]}
+    for scenario in ("ceiling, small request", "ceiling, refresh's request", "refresh", "renew",
+                     "me", "login", "register"):  # fmt: skip
         measured = results[(scenario, 32)]
         assert measured["rps"] > 0 and measured["errors"] == 0, measured
         assert measured["peak_rss_mb"] > 0
     assert results[("refresh (during login flood)", 32)]["errors"] == 0
+    # Paired rounds: refresh's ratio is taken against the ceiling run just before it.
+    rounds = [r["scenario"] for r in written["rounds"]]
+    assert rounds == ["ceiling, refresh's request", "refresh", "me"]
+    ceiling = results[("ceiling, refresh's request", 32)]["rps"]
+    refresh = results[("refresh", 32)]
+    assert refresh["ratio_to_ceiling"] == refresh["rps"] / ceiling
     assert "req/s" in result.stdout and "÷ceiling" in result.stdout

@@ -28,12 +28,15 @@ NGINX = ClientAddressResolver(parse_networks("10.0.0.0/8, 127.0.0.1, ::1"))
     ],
 )
 def test_resolution(peer, forwarded_for, real_ip, client):
-    assert NGINX.resolve(peer, forwarded_for, real_ip) == client
+    given = {"X-Forwarded-For": forwarded_for, "X-Real-IP": real_ip}
+    headers = {name: value for name, value in given.items() if value is not None}
+    assert NGINX.resolve(peer, headers) == client
 
 
 def test_no_trusted_proxies_means_the_peer_always():
     resolver = ClientAddressResolver([])
-    assert resolver.resolve("127.0.0.1", "203.0.113.1", "203.0.113.2") == "127.0.0.1"
+    headers = {"X-Forwarded-For": "203.0.113.1", "X-Real-IP": "203.0.113.2"}
+    assert resolver.resolve("127.0.0.1", headers) == "127.0.0.1"
 
 
 def test_a_bad_entry_is_a_clear_configuration_error():
