@@ -18,8 +18,8 @@ from authsvc.settings import ConfigError, Settings, load_settings
 from authsvc.stores.base import StoreUnavailable
 from authsvc.stores.migrations import MigrationsPending
 
-# The modules below load PyJWT and PyMySQL: each command imports them once the settings
-# have said whether cryptography is needed (authsvc.optional_libraries).
+# server, services and signing load PyJWT and PyMySQL: each command imports them once the
+# settings have said whether cryptography is needed (authsvc.optional_libraries).
 if TYPE_CHECKING:
     from authsvc.services import Services
 
