@@ -86,8 +86,7 @@ class RateLimiter:
             return
         counter = await self._counters.increment(_key(scope, subject), limit.window_s)
         if counter.count > limit.max:
-            audit("rate_limited", log=False, scope=scope)
-            raise RateLimited(self._seconds_until(counter.resets_at), path)
+            raise self.refused(scope, counter.resets_at, path)
 
     async def check(self, scope: str, subject: str, limit: Limit, path: str = "email") -> None:
         """Raise RateLimited if ``limit`` is used up already; counts nothing."""
@@ -95,8 +94,13 @@ class RateLimiter:
             return
         counter = await self._counters.peek(_key(scope, subject))
         if counter is not None and counter.count >= limit.max:
-            audit("rate_limited", log=False, scope=scope)
-            raise RateLimited(self._seconds_until(counter.resets_at), path)
+            raise self.refused(scope, counter.resets_at, path)
+
+    def refused(self, scope: str, resets_at: datetime, path: str = "email") -> RateLimited:
+        """The refusal of a hit over ``scope``'s limit until ``resets_at`` (audited), for
+        the limits counted here and those a store counts itself."""
+        audit("rate_limited", log=False, scope=scope)
+        return RateLimited(self._seconds_until(resets_at), path)
 
     async def count(self, scope: str, subject: str, limit: Limit) -> None:
         """Count a failure without refusing anything now (``check`` refuses later)."""

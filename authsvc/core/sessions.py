@@ -25,7 +25,15 @@ from authsvc.core.clock import Clock
 from authsvc.core.errors import RotationRequired, Unauthorized
 from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.tokens import Claims, TokenCodec
-from authsvc.stores.base import RefreshUse, Session, SessionStore, User, UserStore
+from authsvc.stores.base import (
+    LimitReached,
+    RefreshUse,
+    Session,
+    SessionStore,
+    UseLimit,
+    User,
+    UserStore,
+)
 
 #: How long `me` and friends may use a user row read before (see _recent_user).
 USER_CACHE_S = 2.0
@@ -259,17 +267,21 @@ class SessionService:
             read.exception()  # seen, even when every waiter gave up before it ended
 
     async def _use(self, claims: Claims, rotate_to: str | None) -> None:
+        # The session store counts the use itself, in the same round trip as the rest.
         limit = self._limiter.policy.refreshes_per_session
-        await self._limiter.hit("refresh", claims.sid, limit, path="token")
-        outcome = await self._sessions.use_refresh(
-            claims.sub,
-            claims.sid,
-            jti_hash(claims.jti),
-            rotate_to=rotate_to,
-            now=self._clock(),
-            grace_s=self._policy.reuse_grace_s,
-            idle_timeout_s=self._policy.idle_timeout_s,
-        )
+        try:
+            outcome = await self._sessions.use_refresh(
+                claims.sub,
+                claims.sid,
+                jti_hash(claims.jti),
+                rotate_to=rotate_to,
+                now=self._clock(),
+                grace_s=self._policy.reuse_grace_s,
+                idle_timeout_s=self._policy.idle_timeout_s,
+                limit=UseLimit(limit.max, limit.window_s) if limit.on else None,
+            )
+        except LimitReached as reached:
+            raise self._limiter.refused("refresh", reached.resets_at, path="token") from None
         if outcome is RefreshUse.REUSED:  # a spent token: copied; the session is revoked
             audit(
                 "refresh_reuse_detected", logging.WARNING, user_id=claims.sub, session_id=claims.sid

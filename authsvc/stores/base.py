@@ -77,6 +77,22 @@ class Counter:
     resets_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class UseLimit:
+    """At most ``max`` uses of one session per fixed window of ``window_s`` seconds."""
+
+    max: int
+    window_s: float
+
+
+class LimitReached(Exception):
+    """A session was used more often than its UseLimit allows; nothing else changed."""
+
+    def __init__(self, resets_at: datetime) -> None:
+        super().__init__(f"limit reached until {resets_at.isoformat()}")
+        self.resets_at = resets_at
+
+
 class CounterStore(Protocol):
     """Counters with expiry, shared by every worker process (rate limits)."""
 
@@ -132,6 +148,7 @@ class SessionStore(Protocol):
         now: datetime,
         grace_s: float,
         idle_timeout_s: float,
+        limit: UseLimit | None = None,
     ) -> RefreshUse:
         """Atomically judge a presented refresh token against its session.
 
@@ -140,6 +157,10 @@ class SessionStore(Protocol):
         ``grace_s`` after the rotation. Any other token of the session is a reuse: the
         session is deleted. A session unused for over ``idle_timeout_s`` (0: no limit) is
         deleted and MISSING. Every accepted use sets last_used_at to ``now``.
+
+        With ``limit``, every call is counted first, in the same step (the rate limit
+        of refreshes per session, in one round trip): past ``limit.max`` in a window it
+        raises LimitReached and judges nothing.
         """
 
     async def list_for_user(self, user_id: str) -> list[Session]:

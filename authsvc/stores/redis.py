@@ -22,14 +22,21 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from authsvc.stores.base import Counter, RefreshUse, Session
+from authsvc.stores.base import Counter, LimitReached, RefreshUse, Session, UseLimit
 from authsvc.stores.redis_batch import CommandBatcher
 from authsvc.stores.redis_errors import UNAVAILABLE, unavailable
 
-# One round trip, atomic: judge the presented refresh token and act on it
-# (SessionStore.use_refresh). KEYS: session hash, user index.
-# ARGV: presented hash, rotate-to hash or '', now ms, grace ms, idle ms (0: off), sid.
+# One round trip, atomic: count the use against the session's limit, then judge the
+# presented refresh token and act on it (SessionStore.use_refresh).
+# KEYS: session hash, user index, use counter (all three under the user's hash tag).
+# ARGV: presented hash, rotate-to hash or '', now ms, grace ms, idle ms (0: off), sid,
+# limit (0: off), limit window ms. Over the limit: {'limited', ms until the window ends}.
 _USE_REFRESH = """
+if tonumber(ARGV[7]) > 0 then
+  local uses = redis.call('INCR', KEYS[3])
+  if uses == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[8]) end
+  if uses > tonumber(ARGV[7]) then return {'limited', redis.call('PTTL', KEYS[3])} end
+end
 local s = redis.call('HMGET', KEYS[1], 'refresh_jti_hash', 'parent_jti_hash',
                      'rotated_at', 'last_used_at')
 if not s[1] then return 'missing' end
@@ -192,6 +199,9 @@ class RedisSessionStore:
     def index_key(self, user_id: str) -> str:
         return f"{self._prefix}sessions:{{{user_id}}}"
 
+    def use_counter_key(self, user_id: str, session_id: str) -> str:
+        return f"{self._prefix}rl:refresh:{{{user_id}}}:{session_id}"
+
     async def ping(self) -> None:
         """Raises StoreUnavailable unless the server answers."""
         async with self._guard():
@@ -229,10 +239,15 @@ class RedisSessionStore:
         now: datetime,
         grace_s: float,
         idle_timeout_s: float,
+        limit: UseLimit | None = None,
     ) -> RefreshUse:
         outcome = await self._batch.evalsha(
             self._use_refresh,
-            keys=[self.key(user_id, session_id), self.index_key(user_id)],
+            keys=[
+                self.key(user_id, session_id),
+                self.index_key(user_id),
+                self.use_counter_key(user_id, session_id),
+            ],
             args=[
                 presented_jti_hash,
                 rotate_to or "",
@@ -240,8 +255,12 @@ class RedisSessionStore:
                 int(grace_s * 1000),
                 int(idle_timeout_s * 1000),
                 session_id,
+                limit.max if limit else 0,
+                max(1, int(limit.window_s * 1000)) if limit else 0,
             ],
         )
+        if isinstance(outcome, list):  # over the limit: nothing was judged
+            raise LimitReached(_in_ms(int(outcome[1])))
         return RefreshUse(outcome)
 
     async def list_for_user(self, user_id: str) -> list[Session]:

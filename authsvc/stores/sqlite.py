@@ -21,10 +21,12 @@ import aiosqlite
 
 from authsvc.stores.base import (
     Counter,
+    LimitReached,
     RefreshUse,
     Session,
     StoreUnavailable,
     UniqueViolation,
+    UseLimit,
 )
 from authsvc.stores.migrations import Migration, pending
 from authsvc.stores.sql import SQLUserStore
@@ -181,40 +183,20 @@ class SQLiteSessionStore:
         now: datetime,
         grace_s: float,
         idle_timeout_s: float,
+        limit: UseLimit | None = None,
     ) -> RefreshUse:
-        now_ms = _ms(now)
+        reached: datetime | None = None
         async with self._db.transaction() as tx:
-            session = _session(await tx.fetchone(_SESSION_BY_ID, (session_id, user_id, _now_ms())))
-            if session is None:
-                return RefreshUse.MISSING
-            idle_ms = (now_ms - _ms(session.last_used_at)) if idle_timeout_s else 0
-            if idle_ms > idle_timeout_s * 1000:
-                await tx.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-                return RefreshUse.MISSING
-            if presented_jti_hash == session.refresh_jti_hash:
-                if rotate_to:
-                    await tx.execute(
-                        "UPDATE sessions SET parent_jti_hash = refresh_jti_hash,"
-                        " refresh_jti_hash = ?, rotated_at = ?, last_used_at = ? WHERE id = ?",
-                        (rotate_to, now_ms, now_ms, session_id),
-                    )
-                else:
-                    await tx.execute(
-                        "UPDATE sessions SET last_used_at = ? WHERE id = ?", (now_ms, session_id)
-                    )
-                return RefreshUse.CURRENT
-            rotated_ms = _ms(session.rotated_at) if session.rotated_at else 0
-            if (
-                session.parent_jti_hash
-                and presented_jti_hash == session.parent_jti_hash
-                and now_ms - rotated_ms <= grace_s * 1000
-            ):
-                await tx.execute(
-                    "UPDATE sessions SET last_used_at = ? WHERE id = ?", (now_ms, session_id)
-                )
-                return RefreshUse.GRACE
-            await tx.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-            return RefreshUse.REUSED
+            if limit is not None:
+                uses = await _count(tx, f"refresh:{user_id}:{session_id}", limit.window_s)
+                if uses.count > limit.max:
+                    reached = uses.resets_at
+            if reached is None:
+                return await _judge(
+                    tx, user_id, session_id, presented_jti_hash, rotate_to, _ms(now), grace_s,
+                    idle_timeout_s,
+                )  # fmt: skip
+        raise LimitReached(reached)  # after the commit: the use stays counted
 
     async def list_for_user(self, user_id: str) -> list[Session]:
         rows = await self._db.fetchall(_SESSIONS_OF_USER, (user_id, _now_ms()))
@@ -241,22 +223,8 @@ class SQLiteCounterStore:
         self._db = db
 
     async def increment(self, key: str, window_s: float) -> Counter:
-        now = _now_ms()
         async with self._db.transaction() as tx:
-            row = await tx.fetchone(
-                "SELECT count, resets_at FROM rate_counters WHERE key = ? AND resets_at > ?",
-                (key, now),
-            )
-            if row is None:  # a new window: a moment to drop the windows that passed
-                await tx.execute("DELETE FROM rate_counters WHERE resets_at <= ?", (now,))
-            count, resets_at = (row[0] + 1, row[1]) if row else (1, now + int(window_s * 1000))
-            await tx.execute(
-                "INSERT INTO rate_counters (key, count, resets_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET count = excluded.count,"
-                " resets_at = excluded.resets_at",
-                (key, count, resets_at),
-            )
-        return Counter(count, _datetime(resets_at))
+            return await _count(tx, key, window_s)
 
     async def peek(self, key: str) -> Counter | None:
         row = await self._db.fetchone(
@@ -267,6 +235,67 @@ class SQLiteCounterStore:
 
     async def reset(self, key: str) -> None:
         await self._db.execute("DELETE FROM rate_counters WHERE key = ?", (key,))
+
+
+async def _judge(
+    tx: Transaction,
+    user_id: str,
+    session_id: str,
+    presented_jti_hash: str,
+    rotate_to: str | None,
+    now_ms: int,
+    grace_s: float,
+    idle_timeout_s: float,
+) -> RefreshUse:
+    """SessionStore.use_refresh's judgement, inside the caller's transaction."""
+    session = _session(await tx.fetchone(_SESSION_BY_ID, (session_id, user_id, _now_ms())))
+    if session is None:
+        return RefreshUse.MISSING
+    idle_ms = (now_ms - _ms(session.last_used_at)) if idle_timeout_s else 0
+    if idle_ms > idle_timeout_s * 1000:
+        await tx.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        return RefreshUse.MISSING
+    if presented_jti_hash == session.refresh_jti_hash:
+        if rotate_to:
+            await tx.execute(
+                "UPDATE sessions SET parent_jti_hash = refresh_jti_hash,"
+                " refresh_jti_hash = ?, rotated_at = ?, last_used_at = ? WHERE id = ?",
+                (rotate_to, now_ms, now_ms, session_id),
+            )
+        else:
+            await tx.execute(
+                "UPDATE sessions SET last_used_at = ? WHERE id = ?", (now_ms, session_id)
+            )
+        return RefreshUse.CURRENT
+    rotated_ms = _ms(session.rotated_at) if session.rotated_at else 0
+    if (
+        session.parent_jti_hash
+        and presented_jti_hash == session.parent_jti_hash
+        and now_ms - rotated_ms <= grace_s * 1000
+    ):
+        await tx.execute("UPDATE sessions SET last_used_at = ? WHERE id = ?", (now_ms, session_id))
+        return RefreshUse.GRACE
+    await tx.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+    return RefreshUse.REUSED
+
+
+async def _count(tx: Transaction, key: str, window_s: float) -> Counter:
+    """One hit of a fixed-window counter, inside the caller's transaction."""
+    now = _now_ms()
+    row = await tx.fetchone(
+        "SELECT count, resets_at FROM rate_counters WHERE key = ? AND resets_at > ?",
+        (key, now),
+    )
+    if row is None:  # a new window: a moment to drop the windows that passed
+        await tx.execute("DELETE FROM rate_counters WHERE resets_at <= ?", (now,))
+    count, resets_at = (row[0] + 1, row[1]) if row else (1, now + int(window_s * 1000))
+    await tx.execute(
+        "INSERT INTO rate_counters (key, count, resets_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET count = excluded.count,"
+        " resets_at = excluded.resets_at",
+        (key, count, resets_at),
+    )
+    return Counter(count, _datetime(resets_at))
 
 
 async def migrate(db: SQLiteDatabase) -> list[Migration]:

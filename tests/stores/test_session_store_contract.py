@@ -6,7 +6,9 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from authsvc.stores.base import RefreshUse, Session
+import pytest
+
+from authsvc.stores.base import LimitReached, RefreshUse, Session, UseLimit
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
@@ -43,7 +45,9 @@ async def test_session_is_found_only_under_its_user(session_store):
     assert not await session_store.delete(str(uuid.uuid4()), session.id)
 
 
-def use(store, session, presented, *, rotate_to=None, now=None, grace_s=10.0, idle_s=0.0):
+def use(
+    store, session, presented, *, rotate_to=None, now=None, grace_s=10.0, idle_s=0.0, limit=None
+):
     return store.use_refresh(
         session.user_id,
         session.id,
@@ -52,6 +56,7 @@ def use(store, session, presented, *, rotate_to=None, now=None, grace_s=10.0, id
         now=now or datetime.now(UTC),
         grace_s=grace_s,
         idle_timeout_s=idle_s,
+        limit=limit,
     )
 
 
@@ -247,3 +252,60 @@ async def test_concurrent_uses_of_many_sessions_each_get_their_own_outcome(sessi
             presented[i] == A
         )
     assert all(isinstance(e, bool) for e in exists)
+
+
+async def test_uses_past_the_limit_are_refused_and_change_nothing(session_store):
+    session = make_session()
+    await session_store.create(session)
+    limit = UseLimit(2, 60)
+    first = session.created_at + timedelta(seconds=1)
+    before = datetime.now(UTC)  # the window starts with the first counted use
+    assert await use(session_store, session, A, now=first, limit=limit) is RefreshUse.CURRENT
+    assert await use(session_store, session, A, now=first, limit=limit) is RefreshUse.CURRENT
+    later = first + timedelta(seconds=5)
+    with pytest.raises(LimitReached) as refused:  # not rotated, not even recorded
+        await use(session_store, session, A, rotate_to=B, now=later, limit=limit)
+    after = datetime.now(UTC)
+    resets_at = refused.value.resets_at
+    assert before + timedelta(seconds=59) < resets_at <= after + timedelta(seconds=60)
+    with pytest.raises(LimitReached):  # an unknown token is not judged either: no revocation
+        await use(session_store, session, C, now=later, limit=limit)
+    stored = await session_store.get(session.user_id, session.id)
+    assert stored is not None and stored.refresh_jti_hash == A and stored.last_used_at == first
+    assert await use(session_store, session, A) is RefreshUse.CURRENT  # no limit: judged
+
+
+async def test_the_limit_counts_per_session_and_only_when_asked(session_store):
+    user_id = str(uuid.uuid4())
+    one, other = make_session(user_id=user_id), make_session(user_id=user_id)
+    await session_store.create(one)
+    await session_store.create(other)
+    for _ in range(3):  # without a limit nothing is counted
+        assert await use(session_store, one, A) is RefreshUse.CURRENT
+    limit = UseLimit(1, 60)
+    assert await use(session_store, one, A, limit=limit) is RefreshUse.CURRENT
+    with pytest.raises(LimitReached):
+        await use(session_store, one, A, limit=limit)
+    assert await use(session_store, other, A, limit=limit) is RefreshUse.CURRENT
+
+
+async def test_a_use_limit_window_ends(session_store):
+    session = make_session()
+    await session_store.create(session)
+    limit = UseLimit(1, 0.3)
+    assert await use(session_store, session, A, limit=limit) is RefreshUse.CURRENT
+    with pytest.raises(LimitReached):
+        await use(session_store, session, A, limit=limit)
+    await asyncio.sleep(0.45)
+    assert await use(session_store, session, A, limit=limit) is RefreshUse.CURRENT
+
+
+async def test_concurrent_limited_uses_have_exactly_max_winners(session_store):
+    session = make_session()
+    await session_store.create(session)
+    results = await asyncio.gather(
+        *(use(session_store, session, A, limit=UseLimit(5, 60)) for _ in range(12)),
+        return_exceptions=True,
+    )
+    assert results.count(RefreshUse.CURRENT) == 5
+    assert sum(isinstance(r, LimitReached) for r in results) == 7
