@@ -131,8 +131,9 @@ async def close(client: Any) -> None:
 
 class RedisCounterStore:
     """Rate-limit counters at ``<prefix>rl:<key>``, expiring with their window.
-    ``batch``: the session store's, so that a refresh's count and its script share
-    one pipeline."""
+    ``batch``: the session store's, so that counts and session commands issued in one
+    event-loop turn share a pipeline. (Refreshes per session are counted by the
+    refresh script itself: RedisSessionStore.use_refresh.)"""
 
     def __init__(
         self,
