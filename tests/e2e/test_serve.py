@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import urllib.request
 
 import pytest
 
@@ -62,14 +63,14 @@ def drive_the_whole_flow(service: ServiceProcess) -> list[str]:
     return [PASSWORD, tokens["access_token"], tokens["refresh_token"], new_access]
 
 
-def assert_clean_logs(service: ServiceProcess, secrets: list[str]) -> None:
+def assert_clean_logs(service: ServiceProcess, secrets: list[str], requests: int = 7) -> None:
     logs = service.logs()
     for secret in [*secrets, ACCESS_SECRET, REFRESH_SECRET]:
         assert secret not in logs
     for part in (s.split(".")[1] for s in secrets if s.count(".") == 2):
         assert part not in logs  # not even the payload of a token
     access_lines = [line for line in logs.splitlines() if "authsvc.access" in line]
-    assert len(access_lines) == 7  # one per request of the flow
+    assert len(access_lines) == requests  # one per request of the flow
     assert all("request_id=" in line and "duration_ms=" in line for line in access_lines)
     assert any("op=login outcome=ok" in line for line in access_lines)
     assert any("op=refresh outcome=UNAUTHENTICATED" in line for line in access_lines)
@@ -82,19 +83,22 @@ def test_production_on_mariadb_and_redis(tmp_path, mysql_server, redis_server):
     try:
         secrets = drive_the_whole_flow(service)
         # HS256 on MariaDB: nothing needs cryptography, which would cost each worker
-        # about 5 MB (authsvc.optional_libraries).
+        # about 5 MB (authsvc.optional_libraries); the JWKS endpoint answers without it.
+        jwks_url = f"http://127.0.0.1:{service.port}/.well-known/jwks.json"
+        with urllib.request.urlopen(jwks_url, timeout=10) as response:
+            assert json.loads(response.read()) == {"keys": []}
         assert len(service.pids()) > 1 and not service.loaded("cryptography")
         assert service.loaded("pydantic_core")  # the check sees what is loaded
     finally:
         code = service.terminate()
     assert code == 0
-    assert_clean_logs(service, secrets)
+    assert_clean_logs(service, secrets, requests=8)  # the flow's, and the JWKS request
     assert not (tmp_path / ".authsvc").exists()  # never falls back to embedded storage
     # Production logs are JSON lines; each line of a request names its request id.
     records = [json.loads(line) for line in service.logs().splitlines() if line.strip()]
     access = [r for r in records if r["logger"] == "authsvc.access"]
     audit = [r for r in records if r["logger"] == "authsvc.audit"]
-    assert len(access) == 7 and all(len(r["request_id"]) == 32 for r in access)
+    assert len(access) == 8 and all(len(r["request_id"]) == 32 for r in access)
     assert [r["event"] for r in audit] == ["registered", "login_succeeded", "logged_out"]
     assert {r["request_id"] for r in audit} <= {r["request_id"] for r in access}
 
