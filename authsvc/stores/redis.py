@@ -9,9 +9,7 @@ absolute end (PEXPIREAT), which using it does not extend.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +22,7 @@ from redis.backoff import NoBackoff
 
 from authsvc.stores.base import Counter, LimitReached, RefreshUse, Session, UseLimit
 from authsvc.stores.redis_batch import CommandBatcher
-from authsvc.stores.redis_errors import UNAVAILABLE, unavailable
+from authsvc.stores.redis_errors import guarded
 
 # One round trip, atomic: count the use against the session's limit, then judge the
 # presented refresh token and act on it (SessionStore.use_refresh).
@@ -112,7 +110,7 @@ async def open_client(config: RedisConfig) -> Any:
     first burst of concurrent calls (which it does not survive on a cold start)."""
     client = connect(config)
     try:
-        async with _guarded(config.timeout_s):
+        async with guarded(config.timeout_s):
             await client.ping()
     except BaseException:
         await close(client)
@@ -151,12 +149,12 @@ class RedisCounterStore:
 
     async def increment(self, key: str, window_s: float) -> Counter:
         count, ttl_ms = await self._batch.evalsha(
-            self._increment, keys=[self._prefix + key], args=[max(1, int(window_s * 1000))]
+            self._increment, keys=[self._prefix + key], args=[_window_ms(window_s)]
         )
         return Counter(int(count), _in_ms(int(ttl_ms)))
 
     async def peek(self, key: str) -> Counter | None:
-        async with _guarded(self._timeout_s), self._client.pipeline(transaction=True) as pipe:
+        async with guarded(self._timeout_s), self._client.pipeline(transaction=True) as pipe:
             pipe.get(self._prefix + key)
             pipe.pttl(self._prefix + key)
             count, ttl_ms = await pipe.execute()
@@ -165,7 +163,7 @@ class RedisCounterStore:
         return Counter(int(count), _in_ms(int(ttl_ms)))
 
     async def reset(self, key: str) -> None:
-        async with _guarded(self._timeout_s):
+        async with guarded(self._timeout_s):
             await self._client.delete(self._prefix + key)
 
 
@@ -257,7 +255,7 @@ class RedisSessionStore:
                 int(idle_timeout_s * 1000),
                 session_id,
                 limit.max if limit else 0,
-                max(1, int(limit.window_s * 1000)) if limit else 0,
+                _window_ms(limit.window_s) if limit else 0,
             ],
         )
         if isinstance(outcome, list):  # over the limit: nothing was judged
@@ -310,17 +308,7 @@ class RedisSessionStore:
         return fields
 
     def _guard(self) -> AbstractAsyncContextManager[None]:
-        return _guarded(self._timeout_s)
-
-
-@asynccontextmanager
-async def _guarded(timeout_s: float) -> AsyncIterator[None]:
-    """Bound a call in time and translate redis-py's errors."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            yield
-    except UNAVAILABLE as exc:
-        raise unavailable(exc) from exc
+        return guarded(self._timeout_s)
 
 
 def _fields(session: Session) -> dict[Any, str | int]:
@@ -358,6 +346,11 @@ def _session(user_id: str, session_id: str, fields: dict[str, str]) -> Session |
 
 def _in_ms(ms: int) -> datetime:
     return datetime.now(UTC) + timedelta(milliseconds=max(ms, 0))
+
+
+def _window_ms(window_s: float) -> int:
+    """A counter window for PEXPIRE: whole milliseconds, at least one."""
+    return max(1, int(window_s * 1000))
 
 
 def _ms(moment: datetime) -> int:

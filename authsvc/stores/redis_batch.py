@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from authsvc.stores.redis_errors import UNAVAILABLE, unavailable
+from authsvc.stores.redis_errors import guarded
 
 #: At most this many commands per pipeline; a longer queue is sent in several.
 MAX_BATCH = 128
@@ -50,11 +50,8 @@ class CommandBatcher:
         try:
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    script.sha = await self._client.script_load(script.script)
-            except UNAVAILABLE as exc:
-                raise unavailable(exc) from exc
+            async with guarded(self._timeout_s):
+                script.sha = await self._client.script_load(script.script)
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _flush(self) -> None:
@@ -66,7 +63,7 @@ class CommandBatcher:
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with guarded(self._timeout_s):  # errors as StoreUnavailable
                 if len(batch) == 1:
                     replies: list[Any] = [await self._client.execute_command(*batch[0][0])]
                 else:
@@ -75,8 +72,6 @@ class CommandBatcher:
                             pipe.execute_command(*args)
                         replies = await pipe.execute(raise_on_error=False)
         except BaseException as error:  # every waiter gets it
-            if isinstance(error, UNAVAILABLE):
-                error = unavailable(error)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)

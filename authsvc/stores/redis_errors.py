@@ -1,6 +1,11 @@
-"""redis-py's errors that mean Redis cannot answer now, as the project's own."""
+"""The bound every Redis call runs under: a time limit, and redis-py's errors that mean
+Redis cannot answer now turned into the project's own StoreUnavailable."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -11,8 +16,12 @@ from authsvc.stores.base import StoreUnavailable
 UNAVAILABLE = (TimeoutError, OSError, RedisConnectionError, RedisTimeoutError)
 
 
-def unavailable(exc: BaseException) -> StoreUnavailable:
-    """The StoreUnavailable that stands for ``exc`` (kept as its cause)."""
-    error = StoreUnavailable(f"Redis unavailable: {type(exc).__name__}")
-    error.__cause__ = exc
-    return error
+@asynccontextmanager
+async def guarded(timeout_s: float) -> AsyncIterator[None]:
+    """Bound a call (or a whole batch of them) in time; raises StoreUnavailable, with
+    redis-py's error as its cause, when Redis does not answer."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}") from exc
