@@ -30,9 +30,10 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 HERE = Path(__file__).resolve().parent
@@ -348,6 +349,13 @@ def main() -> int:
 
 CEILING = "ceiling, refresh's request"
 
+T = TypeVar("T")
+
+
+def median_by(runs: list[T], key: Callable[[T], float]) -> T:
+    """The run in the middle when ordered by ``key`` (the upper one of an even count)."""
+    return sorted(runs, key=key)[len(runs) // 2]
+
 
 def paired_rounds(server: Process, port: int, ceiling: Process, ceiling_port: int,
                   connections: int, seconds: float, scenarios: list[tuple[str, dict[str, str]]],
@@ -365,11 +373,8 @@ def paired_rounds(server: Process, port: int, ceiling: Process, ceiling_port: in
             result = measure(name, server, port, "graphql.lua", connections, seconds, script_env)
             result.ratio_to_ceiling = result.rps / top.rps
             runs[name].append(result)
-    medians = [sorted(runs[CEILING], key=lambda r: r.rps)[repeat // 2]]
-    medians += [
-        sorted(runs[name], key=lambda r: r.ratio_to_ceiling or 0)[repeat // 2]
-        for name, _ in scenarios
-    ]
+    medians = [median_by(runs[CEILING], lambda r: r.rps)]
+    medians += [median_by(runs[name], lambda r: r.ratio_to_ceiling or 0) for name, _ in scenarios]
     return medians, [run for group in runs.values() for run in group]
 
 
@@ -404,7 +409,7 @@ def mixed(server: Process, port: int, refresh_file: Path, logins: Path, seconds:
             for _ in range(times)
         ]  # fmt: skip
         rounds += [run for pair in pairs for run in pair]
-        results += sorted(pairs, key=lambda pair: pair[0].p99_ms)[times // 2]
+        results += median_by(pairs, lambda pair: pair[0].p99_ms)
     return results, rounds
 
 
