@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fuzz bench loadtest migrate check-config vendor-graphiql clean
+.PHONY: system-packages run test lint fuzz bench loadtest migrate check-config vendor-graphiql clean
 
 $(STAMP): setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +12,16 @@ $(STAMP): setup.py setup.cfg
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## system-packages: the Debian packages the suite needs (installed as root), servers started
+system-packages:
+	.ci/system-packages
+
 ## run: start the service on its embedded default (SQLite, no servers needed)
 run: $(STAMP)
 	$(BIN)/authsvc serve
 
 ## test: the whole suite against MariaDB and Redis (TEST_DATABASE_URL, TEST_REDIS_URL)
-test: $(STAMP)
+test: system-packages $(STAMP)
 	$(BIN)/python -m pytest -p no:locust $(PYTEST_ARGS)
 
 ## fuzz: the fuzz suites at length (make test runs them briefly); FUZZ_EXAMPLES to tune
