@@ -113,14 +113,21 @@ async def migrate(settings: Settings) -> list[Migration]:
         await db.close()
 
 
-async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
+async def open_services(
+    settings: Settings, *, clock: Clock = utc_now, during_outage: bool = False
+) -> Services:
     """Open every store and build the services. Development migrates by itself;
     production raises MigrationsPending when ``authsvc migrate`` has not been run.
-    Raises StoreUnavailable when a configured server cannot be reached."""
+    Raises StoreUnavailable when a configured server cannot be reached, unless
+    ``during_outage`` (a forked worker, after the start-up check has passed): then the
+    services are built anyway, answer SERVICE_UNAVAILABLE (and readiness 503) for what
+    needs the missing server, and connect when it returns."""
     closers: list[Closer] = []
     probes: dict[str, Closer] = {}
     try:
-        users, sessions, counters, pool_usage = await _open_stores(settings, closers, probes)
+        users, sessions, counters, pool_usage = await _open_stores(
+            settings, closers, probes, during_outage
+        )
     except BaseException:
         for close in reversed(closers):
             await close()
@@ -191,7 +198,7 @@ def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
 
 
 async def _open_stores(
-    settings: Settings, closers: list[Closer], probes: dict[str, Closer]
+    settings: Settings, closers: list[Closer], probes: dict[str, Closer], during_outage: bool
 ) -> tuple[UserStore, SessionStore, CounterStore, PoolUsage]:
     if "sqlite" in (settings.users_backend, settings.sessions_backend):
         from authsvc.stores import sqlite  # here: aiosqlite stays unloaded otherwise
@@ -211,11 +218,21 @@ async def _open_stores(
     users: UserStore
     pool_usage: PoolUsage = lambda: None  # noqa: E731 - the embedded store has no pool
     if settings.users_backend == "mysql":
-        pool = await mysql.MySQLPool.open(mysql_config(settings))
+        try:
+            pool = await mysql.MySQLPool.open(mysql_config(settings))
+            reachable = True
+        except StoreUnavailable as exc:
+            if not during_outage:
+                raise
+            log.warning("starting without the database, connecting when it returns: %s", exc)
+            pool = await mysql.MySQLPool.open(mysql_config(settings), connect=False)
+            reachable = False
         closers.append(pool.close)
         probes["database"] = pool.ping
         pool_usage = pool.usage
-        if settings.is_production:
+        if not reachable:
+            pass  # the start-up check before the fork has seen the schema
+        elif settings.is_production:
             version = await mysql.schema_version(pool)
             if version < latest_version("mysql"):
                 raise MigrationsPending(
@@ -238,14 +255,14 @@ async def _open_stores(
                 cluster=settings.redis_cluster,
                 sentinels=settings.redis_sentinel_addresses,
                 sentinel_master=settings.redis_sentinel_master,
-            )
+            ),
+            during_outage=during_outage,
         )
         redis_store = RedisSessionStore(
             client, key_prefix=settings.redis_key_prefix, timeout_s=settings.store_timeout_s
         )
         closers.append(redis_store.close)
         probes["redis"] = redis_store.ping
-        await redis_store.ping()
         sessions = redis_store
         counters: CounterStore = RedisCounterStore(
             redis_store.client,

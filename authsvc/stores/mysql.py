@@ -55,8 +55,10 @@ class MySQLPool:
         self._tls = tls
 
     @classmethod
-    async def open(cls, config: MySQLConfig) -> MySQLPool:
-        """Open the pool. Raises StoreUnavailable if the server cannot be reached."""
+    async def open(cls, config: MySQLConfig, *, connect: bool = True) -> MySQLPool:
+        """Open the pool. Raises StoreUnavailable if the server cannot be reached.
+        ``connect=False``: open no connection now (the server is known to be down):
+        the pool connects on its first call and keeps no idle minimum until then."""
         try:
             pool = await aiomysql.create_pool(
                 host=config.host,
@@ -64,7 +66,7 @@ class MySQLPool:
                 user=config.user,
                 password=config.password,
                 db=config.database,
-                minsize=config.pool_min,
+                minsize=config.pool_min if connect else 0,
                 maxsize=config.pool_max,
                 connect_timeout=config.connect_timeout_s,
                 autocommit=True,

@@ -9,6 +9,7 @@ absolute end (PEXPIREAT), which using it does not extend.
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,9 +21,18 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from authsvc.stores.base import Counter, LimitReached, RefreshUse, Session, UseLimit
+from authsvc.stores.base import (
+    Counter,
+    LimitReached,
+    RefreshUse,
+    Session,
+    StoreUnavailable,
+    UseLimit,
+)
 from authsvc.stores.redis_batch import CommandBatcher
 from authsvc.stores.redis_errors import guarded
+
+log = logging.getLogger(__name__)
 
 # One round trip, atomic: count the use against the session's limit, then judge the
 # presented refresh token and act on it (SessionStore.use_refresh).
@@ -104,14 +114,21 @@ def connect(config: RedisConfig) -> Any:
     return redis.Redis.from_url(config.url, health_check_interval=30, **options)
 
 
-async def open_client(config: RedisConfig) -> Any:
+async def open_client(config: RedisConfig, *, during_outage: bool = False) -> Any:
     """``connect``, then one round trip: it fails now, clearly, when the server cannot
     be reached (StoreUnavailable), and a Cluster client learns its nodes before the
-    first burst of concurrent calls (which it does not survive on a cold start)."""
+    first burst of concurrent calls (which it does not survive on a cold start).
+    ``during_outage``: an unreachable server is logged and the client returned anyway;
+    it connects (a Cluster client learns its nodes) on its first call after the return."""
     client = connect(config)
     try:
         async with guarded(config.timeout_s):
             await client.ping()
+    except StoreUnavailable as exc:
+        if not during_outage:
+            await close(client)
+            raise
+        log.warning("starting without Redis, connecting when it returns: %s", exc)
     except BaseException:
         await close(client)
         raise
