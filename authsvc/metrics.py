@@ -123,8 +123,9 @@ def _create(registry: CollectorRegistry) -> Metrics:
                                "Spent refresh tokens presented again", registry=registry),
         hashing_backlog=Gauge("authsvc_hashing_backlog", "Passwords waiting or being hashed",
                               registry=registry, **livesum),
-        store_errors=Counter("authsvc_store_errors_total", "Store calls that failed",
-                             ["store"], registry=registry),
+        store_errors=Counter("authsvc_store_errors_total",
+                             "Requests answered SERVICE_UNAVAILABLE, by store and cause",
+                             ["store", "cause"], registry=registry),
         pool_connections=Gauge("authsvc_store_pool_connections", "Database pool connections",
                                ["state"], registry=registry, **livesum),
     )  # fmt: skip

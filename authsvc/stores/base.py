@@ -21,7 +21,15 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The backing server is down, unreachable or too slow; the call may be retried."""
+    """The backing server is down, unreachable, too slow or refusing work now; the call
+    may be retried. ``store`` ("redis", "database", "embedded") and ``cause`` (what the
+    server said: "connection", "timeout", "out_of_memory", "read_only", …) name it for
+    the metrics and the log, never for the client."""
+
+    def __init__(self, message: str, *, store: str = "", cause: str = "connection") -> None:
+        super().__init__(message)
+        self.store = store
+        self.cause = cause
 
 
 class UniqueViolation(StoreError):

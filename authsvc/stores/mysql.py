@@ -31,6 +31,32 @@ _UNAVAILABLE = (
     pymysql.err.InterfaceError,
 )
 
+#: Server answers that mean "not now" rather than "wrong", by the cause they are
+#: counted under. pymysql raises some as OperationalError, others as InternalError.
+BUSY_SERVER_ERRORS = {
+    1040: "too_many_connections",  # ER_CON_COUNT_ERROR
+    1205: "lock_wait_timeout",  # ER_LOCK_WAIT_TIMEOUT
+    1213: "deadlock",  # ER_LOCK_DEADLOCK: the statement was rolled back
+    1290: "read_only",  # ER_OPTION_PREVENTS_STATEMENT: --read-only (a replica)
+    1836: "read_only",  # ER_READ_ONLY_MODE
+}
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """StoreUnavailable for an error that means the database cannot serve now."""
+    code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
+    if code in BUSY_SERVER_ERRORS:
+        cause = BUSY_SERVER_ERRORS[code]
+    elif isinstance(exc, TimeoutError):
+        cause = "timeout"
+    elif isinstance(exc, _UNAVAILABLE):
+        cause = "connection"
+    else:
+        return None
+    return StoreUnavailable(
+        f"MySQL/MariaDB unavailable ({cause}): {type(exc).__name__}", store="database", cause=cause
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class MySQLConfig:
@@ -78,7 +104,8 @@ class MySQLPool:
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(
-                f"cannot reach MySQL/MariaDB at {config.host}:{config.port}: {exc}"
+                f"cannot reach MySQL/MariaDB at {config.host}:{config.port}: {exc}",
+                store="database",
             ) from exc
         return cls(pool, config.timeout_s, tls=config.tls is not None)
 
@@ -150,8 +177,11 @@ class MySQLPool:
                 except BaseException:
                     conn.close()
                     raise
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"MySQL/MariaDB unavailable: {type(exc).__name__}") from exc
+        except (*_UNAVAILABLE, pymysql.err.InternalError) as exc:
+            unavailable = _unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
 
 class MySQLUserStore(SQLUserStore):

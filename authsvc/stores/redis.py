@@ -34,6 +34,9 @@ from authsvc.stores.redis_errors import guarded
 
 log = logging.getLogger(__name__)
 
+#: The key readiness writes (RedisSessionStore.ping) lives this long.
+READINESS_KEY_TTL_MS = 10_000
+
 # One round trip, atomic: count the use against the session's limit, then judge the
 # presented refresh token and act on it (SessionStore.use_refresh).
 # KEYS: session hash, user index, use counter (all three under the user's hash tag).
@@ -219,9 +222,11 @@ class RedisSessionStore:
         return f"{self._prefix}rl:refresh:{{{user_id}}}:{session_id}"
 
     async def ping(self) -> None:
-        """Raises StoreUnavailable unless the server answers."""
+        """Raises StoreUnavailable unless the server answers and takes a write: a full
+        server (OOM), a replica after a failover (READONLY) or one still loading answers
+        PING, but could not create a single session."""
         async with self._guard():
-            await self._client.ping()
+            await self._client.set(f"{self._prefix}readiness", b"1", px=READINESS_KEY_TTL_MS)
 
     async def create(self, session: Session) -> None:
         key = self.key(session.user_id, session.id)

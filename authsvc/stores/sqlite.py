@@ -118,7 +118,7 @@ class SQLiteDatabase:
             raise
         except (TimeoutError, sqlite3.OperationalError, ValueError) as exc:
             # OperationalError: locked, disk full, unreadable; ValueError: closed.
-            raise StoreUnavailable(f"SQLite unavailable: {exc}") from exc
+            raise StoreUnavailable(f"SQLite unavailable: {exc}", store="embedded") from exc
 
 
 class Transaction:

@@ -68,7 +68,7 @@ async def timed(call):
 def unavailable(body, field: str) -> bool:
     return (
         body["data"] is None
-        and body["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+        and body["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE", "retryAfter": 1}
         and body["errors"][0]["path"] == [field]
         and "Traceback" not in json.dumps(body)
     )
