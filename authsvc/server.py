@@ -99,7 +99,7 @@ async def serve(settings: Settings, worker: int = 0, serve_metrics: bool = False
         settle_heap()
         # The handler streams bodies and enforces MAX_BODY_BYTES itself with a clear 413;
         # this outer cap only bounds what a chunked upload can make the server read.
-        server = http_server(app, max_body_size=settings.max_body_bytes * 4)
+        server = http_server(app, settings, max_body_size=settings.max_body_bytes * 4)
         sockets = tornado.netutil.bind_sockets(
             settings.app_port, settings.app_host, reuse_port=True
         )

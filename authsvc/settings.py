@@ -161,6 +161,14 @@ class Settings(BaseSettings):
     # --- HTTP ------------------------------------------------------------------------
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     document_cache_size: int = Field(512, ge=0, le=100_000)
+    #: Bounds on waiting for a client, so that a slow or silent one cannot hold a
+    #: connection when nothing sits in front: a new connection's first request headers,
+    #: a request body once its headers are in, and a kept-alive connection between
+    #: requests (longer than nginx's upstream keepalive_timeout, 60 s, so that nginx
+    #: closes an idle connection first and never reuses one just being closed).
+    http_header_timeout_s: float = Field(10.0, gt=0, le=600)
+    http_body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    http_idle_timeout_s: float = Field(75.0, gt=0, le=3600)
 
     #: Addresses or CIDR ranges of the proxies in front (nginx), comma-separated: only
     #: from these are X-Forwarded-For / X-Real-IP believed.
