@@ -42,6 +42,12 @@ class GraphQLClient:
         self.http = http_client
 
     async def raw(self, method: str = "POST", path: str = "/graphql", **kwargs: Any):
+        """A request as given, except that a POST without a Content-Type says JSON (as
+        every client of /graphql does; Tornado's client would say a form)."""
+        if method == "POST":
+            headers = dict(kwargs.get("headers") or {})
+            if not any(name.lower() == "content-type" for name in headers):
+                kwargs["headers"] = {"Content-Type": "application/json", **headers}
         response = await self.http.fetch(path, method=method, raise_error=False, **kwargs)
         return response
 
