@@ -134,12 +134,14 @@ class GraphQLHandler(JSONHandler):
 
     async def _run_graphql(self, request: GraphQLRequest, *, allow_mutation: bool) -> Response:
         headers = self.request.headers
+        address = self.addresses.resolve(self.request.remote_ip or "", headers)
         context = RequestContext(
             services=self.services,
             authorization=headers.get("Authorization"),
             client=ClientInfo(
-                ip=self.addresses.resolve(self.request.remote_ip or "", headers),
+                ip=address,
                 user_agent=headers.get("User-Agent", ""),
+                limit_subject=self.addresses.limit_subject(address),
             ),
             request_id=self.request_id,
             hints=self.hints,  # one for every operation of a batch

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tornado.tcpclient import TCPClient
 
-from tests.helpers import LOGIN, REGISTER, new_email
+from tests.helpers import LOGIN, REGISTER, new_email, raw_post
 
 
 def message(response) -> str:
@@ -128,22 +127,6 @@ async def test_no_response_shows_a_stack_trace(client):
         assert 'File "' not in response.body.decode()
 
 
-async def raw_post(port: int, headers: bytes, body: bytes) -> tuple[int, dict]:
-    """A POST written byte for byte (Tornado's client adds a Content-Type of its own
-    when there is none); the server closes after answering."""
-    stream = await TCPClient().connect("127.0.0.1", port)
-    try:
-        await stream.write(
-            b"POST /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + headers
-            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-        )  # fmt: skip
-        answer = await stream.read_until_close()
-    finally:
-        stream.close()
-    head, _, payload = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(payload)
-
-
 def register_body(email: str) -> str:
     return json.dumps(
         {"query": REGISTER, "variables": {"email": email, "password": "longpassword"}}
@@ -175,7 +158,7 @@ async def test_a_post_that_is_not_json_is_415_and_changes_nothing(client, conten
 
 async def test_a_post_without_content_type_is_415(client, http_server_port):
     email = new_email()
-    status, body = await raw_post(http_server_port[1], b"", register_body(email).encode())
+    status, body = await raw_post(http_server_port[1], register_body(email).encode())
     assert status == 415
     assert body == {"errors": [{"message": "Content-Type must be application/json"}]}
     assert (await client.login(email, "longpassword"))["status"] == 401
@@ -188,7 +171,7 @@ async def test_a_post_without_content_type_is_415(client, http_server_port):
 async def test_application_json_with_parameters_is_accepted(client, http_server_port, content_type):
     email = new_email()
     header = f"Content-Type: {content_type}\r\n".encode()
-    status, body = await raw_post(http_server_port[1], header, register_body(email).encode())
+    status, body = await raw_post(http_server_port[1], register_body(email).encode(), header)
     assert status == 200 and body["data"]["register"]["status"] == 201, body
     assert (await client.login(email, "longpassword"))["status"] == 200
 
