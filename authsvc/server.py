@@ -148,7 +148,7 @@ def listen_metrics(
     settings: Settings, app: tornado.web.Application
 ) -> tornado.httpserver.HTTPServer:
     assert settings.metrics_port is not None
-    server = tornado.httpserver.HTTPServer(app)
+    server = http_server(app, settings)  # the same bounds on slow clients
     server.listen(settings.metrics_port, settings.metrics_host)
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     return server
