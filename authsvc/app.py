@@ -10,7 +10,7 @@ from typing import Any
 import tornado.routing
 import tornado.web
 
-from authsvc.graphql.client_address import ClientAddressResolver
+from authsvc.graphql.client_address import ClientAddressResolver, UntrustedForwardingWarning
 from authsvc.graphql.endpoints import (
     HealthHandler,
     IntrospectionHandler,
@@ -116,7 +116,11 @@ def make_app(
             {
                 "executor": executor,
                 "services": services,
-                "addresses": ClientAddressResolver(settings.trusted_proxy_networks),
+                "addresses": ClientAddressResolver(
+                    settings.trusted_proxy_networks,
+                    settings.ipv6_rate_limit_prefix,
+                    UntrustedForwardingWarning(metrics().untrusted_forwarding.inc),
+                ),
                 "max_body_bytes": settings.max_body_bytes,
                 "batch_max": settings.graphql_batch_max,
                 "graphiql": settings.graphiql_enabled,

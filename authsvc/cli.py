@@ -216,3 +216,39 @@ def print_config(settings: Settings) -> None:
         print(f"{name}={'' if value is None else value}")
     print(f"# users store: {settings.users_backend}")
     print(f"# sessions store: {settings.sessions_backend}")
+    for note in trusted_proxy_notes(settings):
+        print(f"# {note}")
+
+
+#: A trusted network of more addresses than this holds more than proxies, and any
+#: client inside it can choose its own address (and rate-limit bucket).
+MAX_PROXY_NETWORK_ADDRESSES = 256
+
+
+def trusted_proxy_notes(settings: Settings) -> list[str]:
+    """What check-config says of TRUSTED_PROXIES. It cannot see traffic: the served
+    requests that show a proxy is not trusted are logged and counted by the workers."""
+    networks = settings.trusted_proxy_networks
+    if not networks:
+        return [
+            "trusted proxies: none: X-Forwarded-For and X-Real-IP are ignored, and each "
+            "connection's own address is its client's",
+            "warning: behind a proxy (nginx, a load balancer) TRUSTED_PROXIES must be set "
+            "to its address, or every client shares the proxy's address and its "
+            "per-address rate limits; requests that carry forwarding headers from an "
+            "untrusted peer are logged and counted in authsvc_untrusted_forwarding_total",
+        ]
+    notes = [
+        "trusted proxies: "
+        + ", ".join(map(str, networks))
+        + " (X-Forwarded-For and X-Real-IP are believed from these only)"
+    ]
+    for network in networks:
+        if network.num_addresses > MAX_PROXY_NETWORK_ADDRESSES:
+            notes.append(
+                f"warning: TRUSTED_PROXIES holds {network}, a range of "
+                f"{network.num_addresses} addresses: any client inside it can choose its "
+                "own address and rate-limit bucket with X-Forwarded-For; trust only the "
+                "proxies' own addresses"
+            )
+    return notes

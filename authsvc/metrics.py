@@ -47,6 +47,7 @@ class Metrics:
     hashing_backlog: Gauge
     store_errors: Counter
     pool_connections: Gauge
+    untrusted_forwarding: Counter
     # Per request, looking up labelled children and setting unchanged gauges (each
     # under a lock, in files with several workers) cost more than the counting.
     _children: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
@@ -128,6 +129,10 @@ def _create(registry: CollectorRegistry) -> Metrics:
                              ["store", "cause"], registry=registry),
         pool_connections=Gauge("authsvc_store_pool_connections", "Database pool connections",
                                ["state"], registry=registry, **livesum),
+        untrusted_forwarding=Counter(
+            "authsvc_untrusted_forwarding", "Requests with X-Forwarded-For, X-Real-IP or "
+            "Forwarded from a peer not in TRUSTED_PROXIES (the headers were ignored)",
+            registry=registry),
     )  # fmt: skip
     audit.subscribe(metrics.on_audit)
     return metrics

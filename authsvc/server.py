@@ -112,7 +112,7 @@ async def serve(
         settle_heap()
         # The handler streams bodies and enforces MAX_BODY_BYTES itself with a clear 413;
         # this outer cap only bounds what a chunked upload can make the server read.
-        server = http_server(app, max_body_size=settings.max_body_bytes * 4)
+        server = http_server(app, settings, max_body_size=settings.max_body_bytes * 4)
         sockets = tornado.netutil.bind_sockets(
             settings.app_port, settings.app_host, reuse_port=True
         )
@@ -162,7 +162,7 @@ def listen_metrics(
     settings: Settings, app: tornado.web.Application
 ) -> tornado.httpserver.HTTPServer:
     assert settings.metrics_port is not None
-    server = tornado.httpserver.HTTPServer(app)
+    server = http_server(app, settings)  # the same bounds on slow clients
     server.listen(settings.metrics_port, settings.metrics_host)
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     return server

@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     # --- rate limits and lockout: COUNT/SECONDS (a fixed window), or "off" ----------------
     rate_limit_login_failures_per_account: str = Field("10/900", pattern=_LIMIT)
     rate_limit_login_per_ip: str = Field("30/60", pattern=_LIMIT)
-    rate_limit_register_per_ip: str = Field("20/3600", pattern=_LIMIT)
+    rate_limit_register_per_ip: str = Field("30/300", pattern=_LIMIT)
     rate_limit_refresh_per_session: str = Field("60/60", pattern=_LIMIT)
     rate_limit_password_change_per_account: str = Field("5/3600", pattern=_LIMIT)
     #: Failed logins in a row (reset by a success) after which an account is refused
@@ -161,10 +161,23 @@ class Settings(BaseSettings):
     # --- HTTP ------------------------------------------------------------------------
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     document_cache_size: int = Field(512, ge=0, le=100_000)
+    #: Bounds on waiting for a client, so that a slow or silent one cannot hold a
+    #: connection when nothing sits in front: a new connection's first request headers,
+    #: a request body once its headers are in, and a kept-alive connection between
+    #: requests (longer than nginx's upstream keepalive_timeout, 60 s, so that nginx
+    #: closes an idle connection first and never reuses one just being closed).
+    http_header_timeout_s: float = Field(10.0, gt=0, le=600)
+    http_body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    http_idle_timeout_s: float = Field(75.0, gt=0, le=3600)
 
     #: Addresses or CIDR ranges of the proxies in front (nginx), comma-separated: only
-    #: from these are X-Forwarded-For / X-Real-IP believed.
+    #: from these are X-Forwarded-For / X-Real-IP believed. Only the proxies' own
+    #: addresses: a client inside a trusted range can choose its own address.
     trusted_proxies: str = ""
+    #: Per-address rate limits count an IPv6 client by its network of this prefix
+    #: length (a /64 is commonly one host or one customer); 128: the full address.
+    #: Sessions and logs keep the full address.
+    ipv6_rate_limit_prefix: int = Field(64, ge=32, le=128)
 
     # --- GraphQL limits (checked before any resolver runs) --------------------------------
     graphql_max_depth: int = Field(8, ge=2, le=100)

@@ -45,8 +45,14 @@ MAX_USER_AGENT_CHARS = 256
 
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
-    ip: str = ""
+    ip: str = ""  # the client's own address: kept on its sessions, shown to people
     user_agent: str = ""
+    #: What per-address limits count (an IPv6 client's network); empty: ``ip``.
+    limit_subject: str = ""
+
+    @property
+    def limited_as(self) -> str:
+        return self.limit_subject or self.ip
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +121,7 @@ class SessionService:
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         """Check the credentials and start a session. Raises InvalidInput ("invalid
         login") for any refusal."""
-        user = await self._accounts.check_credentials(email, password, client.ip)
+        user = await self._accounts.check_credentials(email, password, client.limited_as)
         now = self._clock()
         session_id = secrets.token_hex(16)
         refresh_jti = secrets.token_hex(16)
