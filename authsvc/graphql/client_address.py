@@ -20,6 +20,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from authsvc.logs import Throttle
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 log = logging.getLogger(__name__)
@@ -96,15 +98,12 @@ class UntrustedForwardingWarning:
     ) -> None:
         self._count = count
         self._interval_s = interval_s
-        self._clock = clock
-        self._last: float | None = None
+        self._lines = Throttle(interval_s, clock)
 
     def __call__(self, peer: str) -> None:
         self._count()
-        now = self._clock()
-        if self._last is not None and now - self._last < self._interval_s:
+        if self._lines.due("untrusted-forwarding") is None:
             return
-        self._last = now
         log.warning(
             "requests from %s carry X-Forwarded-For, X-Real-IP or Forwarded, but %s is "
             "not in TRUSTED_PROXIES: the headers are ignored and every client behind it "
