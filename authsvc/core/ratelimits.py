@@ -26,7 +26,8 @@ from authsvc.stores.base import CounterStore
 #: NIST SP 800-63B §5.2.2: no more than 100 consecutive failed attempts on one account.
 MAX_CONSECUTIVE_FAILURES = 100
 
-#: The longest window a limit may have (a year): Redis refuses expiry times far beyond.
+#: The longest window a limit may have (a year): a longer one is a typo, and Redis
+#: refuses expiry times that overflow.
 MAX_WINDOW_S = 366 * 86400
 
 
@@ -48,12 +49,13 @@ class Limit:
         count, slash, seconds = text.strip().partition("/")
         try:
             limit = cls(int(count), float(seconds))
+            valid = bool(slash) and limit.max >= 1 and 0 < limit.window_s <= MAX_WINDOW_S
         except ValueError:
-            limit = cls(-1, -1)
-        if not slash or limit.max < 1 or not 0 < limit.window_s <= MAX_WINDOW_S:
+            valid = False
+        if not valid:
             raise ValueError(
-                f"{text!r} is not COUNT/SECONDS with COUNT at least 1 and SECONDS above 0"
-                f' and at most {MAX_WINDOW_S} ("off" turns a limit off)'
+                "a limit is COUNT/SECONDS with COUNT at least 1 and SECONDS above 0 and"
+                f' at most {MAX_WINDOW_S}, or "off" to turn it off'
             )
         return limit
 
