@@ -8,7 +8,6 @@ import statistics
 import time
 import uuid
 
-import bcrypt
 import pytest
 
 from authsvc.core.accounts import AccountService
@@ -21,6 +20,7 @@ from authsvc.core.validation import PasswordPolicy
 from authsvc.stores import sqlite
 from authsvc.stores.redis import RedisConfig, RedisCounterStore, open_client
 from authsvc.stores.redis import close as close_redis
+from tests.core.conftest import work
 from tests.helpers import open_migrated_sqlite
 
 
@@ -41,34 +41,6 @@ def counters(request, io_loop, store, redis_server):
     prefix = f"{redis_server.prefix}{uuid.uuid4().hex[:8]}:"
     yield RedisCounterStore(client, key_prefix=prefix, timeout_s=3.0)
     io_loop.run_sync(lambda: close_redis(client))
-
-
-def cost_of(hashed: bytes) -> int:
-    return int(hashed.split(b"$")[2])
-
-
-@pytest.fixture
-def bcrypt_work(monkeypatch):
-    """Every bcrypt call from now on, as (function, cost); the real functions run. The
-    work of a call is 2**cost (bcrypt's work doubles with each cost)."""
-    calls: list[tuple[str, int]] = []
-    real_checkpw, real_hashpw = bcrypt.checkpw, bcrypt.hashpw
-
-    def checkpw(password: bytes, hashed: bytes) -> bool:
-        calls.append(("checkpw", cost_of(hashed)))
-        return real_checkpw(password, hashed)
-
-    def hashpw(password: bytes, salt: bytes) -> bytes:
-        calls.append(("hashpw", cost_of(salt)))
-        return real_hashpw(password, salt)
-
-    monkeypatch.setattr(bcrypt, "checkpw", checkpw)
-    monkeypatch.setattr(bcrypt, "hashpw", hashpw)
-    return calls
-
-
-def work(calls: list[tuple[str, int]]) -> int:
-    return sum(2**cost for _, cost in calls)
 
 
 NO_LIMITS = RateLimitPolicy(*([Limit.parse("off")] * 6))
