@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from authsvc.core.ratelimits import Limit
+
 log = logging.getLogger(__name__)
 
 #: HMAC keys shorter than this are refused in production (RFC 7518 §3.2: a key of the
@@ -129,6 +131,8 @@ class Settings(BaseSettings):
     session_idle_timeout_s: int = Field(0, ge=0)
 
     # --- rate limits and lockout: COUNT/SECONDS (a fixed window), or "off" ----------------
+    #: Failed logins per account from one client address (LOCKOUT_* bounds the account
+    #: from all addresses together).
     rate_limit_login_failures_per_account: str = Field("10/900", pattern=_LIMIT)
     rate_limit_login_per_ip: str = Field("30/60", pattern=_LIMIT)
     rate_limit_register_per_ip: str = Field("30/300", pattern=_LIMIT)
@@ -199,6 +203,18 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return parse_networks(self.trusted_proxies)
+
+    @field_validator(
+        "rate_limit_login_failures_per_account",
+        "rate_limit_login_per_ip",
+        "rate_limit_register_per_ip",
+        "rate_limit_refresh_per_session",
+        "rate_limit_password_change_per_account",
+    )
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        Limit.parse(value)  # raises ValueError: 0/N and N/0 are refused, not "off"
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

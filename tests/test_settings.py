@@ -105,6 +105,25 @@ def test_production_refuses_with_one_line_naming_the_setting(changes, message):
     assert GOOD_ACCESS not in text and GOOD_REFRESH not in text
 
 
+@pytest.mark.parametrize("value", ["0/60", "10/0", "10/0.0", "00/900"])
+@pytest.mark.parametrize("name", ["rate_limit_login_per_ip", "rate_limit_refresh_per_session"])
+def test_a_limit_of_zero_is_refused_not_read_as_off(name, value):
+    """0/N silently turned a limit off, and 10/0 passed only to crash `serve`."""
+    with pytest.raises(ConfigError) as refused:
+        production(**{name: value})
+    text = str(refused.value)
+    assert text.startswith(f"{name.upper()}: a limit is COUNT/SECONDS"), text
+    assert '"off" to turn it off' in text and "\n" not in text
+
+
+def test_off_and_counts_per_window_are_limits():
+    settings = production(rate_limit_login_per_ip="off", rate_limit_register_per_ip="1/0.5")
+    assert (settings.rate_limit_login_per_ip, settings.rate_limit_register_per_ip) == (
+        "off",
+        "1/0.5",
+    )
+
+
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "DB_", "REDIS_"))}
     return subprocess.run(
@@ -124,6 +143,14 @@ def test_bad_configuration_is_one_line_and_exit_2_never_a_traceback(tmp_path):
     result = run_cli("check-config", env={"JWT_ACCESS_AGE_S": "soon"}, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "JWT_ACCESS_AGE_S: Input should be a valid integer" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+def test_a_zero_limit_stops_the_cli_with_one_line(tmp_path, command):
+    result = run_cli(command, env={"RATE_LIMIT_LOGIN_PER_IP": "10/0"}, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("authsvc: RATE_LIMIT_LOGIN_PER_IP: a limit is COUNT/SECONDS")
 
 
 def test_check_config_masks_secrets(tmp_path):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import Busy, FieldError, InvalidInput, UnknownUser, invalid_login
 from authsvc.core.passwords import PasswordHasher
-from authsvc.core.ratelimits import RateLimiter
+from authsvc.core.ratelimits import Limit, RateLimited, RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
-from authsvc.stores.base import DuplicateEmail, SessionStore, User, UserStore
+from authsvc.stores.base import DuplicateEmail, SessionStore, StoreUnavailable, User, UserStore
 
 
 class AccountService:
@@ -79,11 +80,12 @@ class AccountService:
         """The user whose email and password these are, if they may log in.
 
         Raises Busy at once when the hashing backlog is full. Raises RateLimited, before
-        any hashing, past the attempts allowed from ``client_ip`` or the failures
-        allowed on the account (also for an email with no account, so limits tell
+        any hashing, past the attempts allowed from ``client_ip``, the failures allowed
+        on the account from ``client_ip``, or the failures in a row allowed on the
+        account from every address (also for an email with no account, so limits tell
         nothing either). Raises the one "invalid login"
         InvalidInput for an unknown email, a wrong password, a disabled or an
-        unconfirmed account, after the same hash work. A hash of fewer rounds than
+        unconfirmed account, after the same hash work. A hash of other rounds than
         configured is replaced on success.
         """
         # Busy first: the cheapest refusal (no store is asked under a flood), and an
@@ -94,21 +96,41 @@ class AccountService:
     async def _check_credentials(self, email: str, password: str, client_ip: str) -> User:
         limits = self._limiter.policy
         email = normalize_email(email)
+        # Each attempt is counted as a failure before its password is hashed (and given
+        # back or cleared after): counted only after the hash, every attempt in flight
+        # passed the check, and 20 parallel guesses against 10/900 were all evaluated.
         await self._limiter.hit("login-ip", client_ip, limits.login_attempts_per_ip)
-        await self._limiter.check("login-fail", email, limits.login_failures_per_account)
-        await self._limiter.check("login-streak", email, limits.consecutive_failures)
+        # Short window per account *and address*: one attacker's address cannot lock
+        # the owner out. The long window bounds the account from all addresses.
+        reserved = [
+            ("login-fail", _account_at(email, client_ip), limits.login_failures_per_account),
+            ("login-streak", email, limits.consecutive_failures),
+        ]
+        held: list[tuple[str, str, Limit]] = []
         try:
+            for scope, subject, limit in reserved:
+                await self._limiter.hit(scope, subject, limit)
+                held.append((scope, subject, limit))
             user = await self._verified_user(email, password)
-        except Busy:
-            raise  # the hash was given up (no core for it in time): not an attempt
-        except InvalidInput:
-            audit("login_failed")  # no email: an unknown one may be a user's password typo
-            await self._limiter.count("login-fail", email, limits.login_failures_per_account)
-            await self._limiter.count("login-streak", email, limits.consecutive_failures)
+        except (RateLimited, Busy):  # refused, or the hash given up: no password tried
+            await self._give_back(held)
             raise
-        await self._limiter.reset("login-fail", email)
-        await self._limiter.reset("login-streak", email)
+        except InvalidInput:  # a failure: it stays counted
+            audit("login_failed")  # no email: an unknown one may be a user's password typo
+            raise
+        except BaseException:  # a store down: no attempt either
+            await self._give_back(held)
+            raise
+        for scope, subject, _ in reserved:
+            await self._limiter.reset(scope, subject)
         return user
+
+    async def _give_back(self, held: list[tuple[str, str, Limit]]) -> None:
+        # Kept counted if the store is down: an error should not hide the first one,
+        # and an attempt too many only errs on the safe side.
+        with contextlib.suppress(StoreUnavailable):
+            for scope, subject, limit in held:
+                await self._limiter.give_back(scope, subject, limit)
 
     async def _verified_user(self, email: str, password: str) -> User:
         user = await self._users.get_by_email(email)
@@ -117,10 +139,13 @@ class AccountService:
             raise invalid_login()
         # The password is checked first, always: answering "not confirmed" before it
         # (as the Node service did) told anyone which emails have accounts.
-        if not await self._hasher.verify(password, user.password_hash):
+        matched = await self._hasher.verify(password, user.password_hash)
+        if not matched or user.disabled or (self._email_confirmation and not user.confirmed):
+            # Every refusal costs one hash at BCRYPT_ROUNDS: a cheaper, older hash
+            # (imported, or made before the rounds were raised) would answer sooner.
+            await self._hasher.burn(checked=user.password_hash)
             raise invalid_login()
-        if user.disabled or (self._email_confirmation and not user.confirmed):
-            raise invalid_login()
+        # A success costs more on a cheaper hash (the rehash): only the owner sees it.
         if self._hasher.needs_rehash(user.password_hash):
             new_hash = await self._hasher.hash(password)
             await self._users.set_password_hash(user.id, new_hash, self._clock())
@@ -171,6 +196,12 @@ class AccountService:
             await self._sessions.delete_all_for_user(user.id)
         audit("user_disabled" if disabled else "user_enabled", user_id=user.id)
         return user
+
+
+def _account_at(email: str, client_ip: str) -> str:
+    """The subject of an account's failures from one address. The address holds no
+    NUL and comes last, so no other email and address make the same subject."""
+    return f"{email}\0{client_ip}"
 
 
 def _email_taken() -> InvalidInput:

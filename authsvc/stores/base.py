@@ -110,6 +110,10 @@ class CounterStore(Protocol):
     async def peek(self, key: str) -> Counter | None:
         """The live counter, or None if it has none or its window has passed."""
 
+    async def decrement(self, key: str) -> None:
+        """Uncount one hit of the live window (never below zero; the window's end stays
+        where it is); nothing when the counter has none or its window has passed."""
+
     async def reset(self, key: str) -> None: ...
 
 

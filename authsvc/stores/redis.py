@@ -84,6 +84,11 @@ if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return {count, redis.call('PTTL', KEYS[1])}
 """
 
+# DECR a live counter, never below zero; DECR keeps the key's expiry (its window).
+_DECREMENT = """
+if (tonumber(redis.call('GET', KEYS[1])) or 0) > 0 then redis.call('DECR', KEYS[1]) end
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
@@ -165,6 +170,7 @@ class RedisCounterStore:
         self._prefix = key_prefix + "rl:"
         self._timeout_s = timeout_s
         self._increment = client.register_script(_INCREMENT)
+        self._decrement = client.register_script(_DECREMENT)
         self._batch = batch or CommandBatcher(client, timeout_s)
 
     async def increment(self, key: str, window_s: float) -> Counter:
@@ -181,6 +187,9 @@ class RedisCounterStore:
         if count is None or int(ttl_ms) <= 0:
             return None
         return Counter(int(count), _in_ms(int(ttl_ms)))
+
+    async def decrement(self, key: str) -> None:
+        await self._batch.evalsha(self._decrement, keys=[self._prefix + key], args=[])
 
     async def reset(self, key: str) -> None:
         async with guarded(self._timeout_s):

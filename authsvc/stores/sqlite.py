@@ -233,6 +233,13 @@ class SQLiteCounterStore:
         )
         return Counter(row[0], _datetime(row[1])) if row else None
 
+    async def decrement(self, key: str) -> None:
+        await self._db.execute(
+            "UPDATE rate_counters SET count = count - 1"
+            " WHERE key = ? AND resets_at > ? AND count > 0",
+            (key, _now_ms()),
+        )
+
     async def reset(self, key: str) -> None:
         await self._db.execute("DELETE FROM rate_counters WHERE key = ?", (key,))
 
