@@ -100,8 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from authsvc import services
 
             applied = asyncio.run(services.migrate(settings))
-            for migration in applied:
-                print(f"applied {migration.version:04d}_{migration.name}")
+            for done in applied:
+                print(f"applied {done.migration.version:04d}_{done.migration.name}")
+                if done.report:
+                    for line in (done.report.summary, *done.report.problems):
+                        print(f"  {line}")
             print("database is up to date" if not applied else f"{len(applied)} applied")
         elif args.command == "check-config":
             print_config(settings)

@@ -28,7 +28,7 @@ from authsvc.stores.base import (
     UniqueViolation,
     UseLimit,
 )
-from authsvc.stores.migrations import Migration, pending
+from authsvc.stores.migrations import Applied, EmailRule, apply, pending
 from authsvc.stores.sql import SQLUserStore
 
 _SESSION_COLUMNS = (
@@ -298,9 +298,10 @@ async def _count(tx: Transaction, key: str, window_s: float) -> Counter:
     return Counter(count, _datetime(resets_at))
 
 
-async def migrate(db: SQLiteDatabase) -> list[Migration]:
+async def migrate(db: SQLiteDatabase, *, email_rule: EmailRule) -> list[Applied]:
     """Apply pending migrations; returns those applied. BEGIN IMMEDIATE: one process
-    migrates, the others wait their turn."""
+    migrates, the others wait their turn. ``email_rule`` is the core's normalize_email,
+    for the data step that applies it."""
     async with db.transaction() as tx:
         await tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -308,15 +309,14 @@ async def migrate(db: SQLiteDatabase) -> list[Migration]:
             " applied_at INTEGER NOT NULL)"
         )
         applied = {row[0] for row in await tx.fetchall("SELECT version FROM schema_migrations")}
-        todo = pending("sqlite", applied)
-        for migration in todo:
-            for statement in migration.statements:
-                await tx.execute(statement)
+        done = []
+        for migration in pending("sqlite", applied):
+            done.append(await apply(tx, migration, "?", email_rule))
             await tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, _now_ms()),
             )
-    return todo
+    return done
 
 
 def _session(row: sqlite3.Row | None) -> Session | None:
