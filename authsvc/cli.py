@@ -234,6 +234,6 @@ def read_password(from_stdin: bool) -> str:
 
 def print_config(settings: Settings) -> None:
     for name, value in settings.masked().items():
-        print(f"{name}={'' if value is None else value}")
-    print(f"# users store: {settings.users_backend}")
-    print(f"# sessions store: {settings.sessions_backend}")
+        emit(f"{name}={'' if value is None else value}")
+    emit(f"# users store: {settings.users_backend}")
+    emit(f"# sessions store: {settings.sessions_backend}")

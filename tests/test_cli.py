@@ -31,3 +31,13 @@ def test_every_control_character_is_escaped(capsys):
         " \\u2028 é ok\n"
     )
     assert err == "authsvc: no user with email 'a\\x1b[31m@b'\n"
+
+
+def test_check_config_escapes_control_characters(tmp_path):
+    checked = subprocess.run(
+        authsvc_command("check-config"), cwd=tmp_path,
+        env=child_env({"JWT_ISSUER": "issuer\x1b]0;pwned\x07"}),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "JWT_ISSUER=issuer\\x1b]0;pwned\\x07\n" in checked.stdout
