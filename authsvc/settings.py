@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 #: same size as the hash output, 256 bits for HS256).
 MIN_SECRET_BYTES = 32
 
+#: A secret of fewer distinct bytes (36 x "a", "abab…") is no key, whatever its length.
+#: Not 16: a hex secret has only 16 symbols, and a quarter of `openssl rand -hex 32`
+#: outputs lack one of them; 8 refuses none of those (nor 1 in 800 of 32 random digits).
+MIN_SECRET_DISTINCT_BYTES = 8
+
 #: Secrets shipped in examples and tutorials; a production process refuses them.
 EXAMPLE_SECRET_PREFIXES = ("change-me", "changeme", "example", "secret", "your-")
 
@@ -329,6 +334,8 @@ def secret_problem(secret: SecretStr | None) -> str | None:
         return "is still an example value"
     if len(value.encode()) < MIN_SECRET_BYTES:
         return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    if len(set(value.encode())) < MIN_SECRET_DISTINCT_BYTES:
+        return f"has fewer than {MIN_SECRET_DISTINCT_BYTES} distinct bytes (not random)"
     return None
 
 
