@@ -384,7 +384,7 @@ def _fill_development_secrets(settings: Settings) -> Settings:
             stored[name] = secrets.token_urlsafe(48)
             changed = True
     if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the SQLite file's
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(stored, fh)
