@@ -59,3 +59,14 @@ async def test_an_oversized_email_is_refused_with_the_node_message(client):
     for email in ("a" * 64 + "@" + "b" * 2000 + ".com", "é" * 3000 + "@example.com"):
         result = await client.register(email)
         assert result["status"] == 401 and result["errors"] == invalid
+
+
+@pytest.mark.settings(rate_limit_login_failures_per_account="3/900")
+async def test_spellings_share_the_accounts_failure_limit(client):
+    # Another spelling is no new budget of guesses against the same account.
+    nfc, nfd = spellings()[0]
+    assert (await client.register(nfc))["status"] == 201
+    for spelling in (nfc, nfd, nfc.upper()):
+        assert (await client.login(spelling, "wrong password"))["status"] == 401
+    refused = await client.login(unicodedata.normalize("NFD", nfc.upper()))
+    assert refused["status"] == 429 and refused["errors"][0]["path"] == "email"
