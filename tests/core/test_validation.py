@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 import unicodedata
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from authsvc.core.errors import FieldError
 from authsvc.core.validation import (
     PasswordPolicy,
@@ -40,6 +43,23 @@ def test_one_form_for_emails_that_look_the_same():
         assert once == unicodedata.normalize("NFC", once) == once.lower()
     # Not an email (only login sees such input): the old rule, so old rows still match.
     assert normalize_email(" X@LocalHost ") == "x@localhost"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(st.characters(codec="utf-8"), max_size=30),
+    st.sampled_from(["example.com", "b\u00fccher.de", "xn--bcher-kva.de", "\u00c9COLE.fr"]),
+)
+def test_the_stored_form_is_a_fixed_point_and_spellings_share_it(local, domain):
+    # A stored email normalizes to itself (the migration leaves it, lookups find it),
+    # and the same address in NFD, or with its ASCII letters upper-cased, has its form.
+    email = f"{local}@{domain}"
+    once = normalize_email(email)
+    assert normalize_email(once) == once
+    if not email_errors(email):
+        ascii_upper = email.translate({c: c - 32 for c in range(ord("a"), ord("z") + 1)})
+        for spelling in (ascii_upper, unicodedata.normalize("NFD", email)):
+            assert normalize_email(spelling) == once, spelling
 
 
 def test_oversized_emails_are_refused_before_parsing():
