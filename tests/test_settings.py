@@ -78,6 +78,20 @@ def test_production_accepts_a_complete_configuration():
     assert settings.is_production and settings.users_backend == "mysql"
 
 
+def test_random_secrets_of_any_common_alphabet_pass_the_variety_check():
+    # Hex has only 16 symbols: a threshold of 16 would refuse most `openssl rand -hex 16`.
+    for _ in range(200):
+        for secret in (secrets.token_hex(16), secrets.token_hex(32), secrets.token_urlsafe(32)):
+            settings = production(jwt_access_secret=secret)
+            assert settings.jwt_access_secret.get_secret_value() == secret
+
+
+def test_a_refused_secret_is_not_echoed():
+    with pytest.raises(ConfigError) as refused:
+        production(jwt_access_secret="q" * 40)
+    assert "q" * 8 not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -116,20 +130,6 @@ def test_production_refuses_with_one_line_naming_the_setting(changes, message):
     assert text.startswith(message), text
     assert "\n" not in text
     assert GOOD_ACCESS not in text and GOOD_REFRESH not in text
-
-
-def test_random_secrets_of_any_common_alphabet_pass_the_variety_check():
-    # Hex has only 16 symbols: a threshold of 16 would refuse most `openssl rand -hex 16`.
-    for _ in range(200):
-        for secret in (secrets.token_hex(16), secrets.token_hex(32), secrets.token_urlsafe(32)):
-            settings = production(jwt_access_secret=secret)
-            assert settings.jwt_access_secret.get_secret_value() == secret
-
-
-def test_a_refused_secret_is_not_echoed():
-    with pytest.raises(ConfigError) as refused:
-        production(jwt_access_secret="q" * 40)
-    assert "q" * 8 not in str(refused.value)
 
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
