@@ -17,12 +17,12 @@ from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
 from authsvc.core.sessions import SessionPolicy, SessionService
 from authsvc.core.tokens import TokenCodec, TokenType
-from authsvc.core.validation import PasswordPolicy
+from authsvc.core.validation import PasswordPolicy, normalize_email
 from authsvc.settings import ConfigError, Settings
 from authsvc.signing import access_ring, refresh_ring
 from authsvc.stores import mysql
 from authsvc.stores.base import CounterStore, SessionStore, StoreUnavailable, UserStore
-from authsvc.stores.migrations import Migration, MigrationsPending, latest_version
+from authsvc.stores.migrations import Applied, MigrationsPending, latest_version
 from authsvc.stores.redis import RedisConfig, RedisCounterStore, RedisSessionStore
 from authsvc.stores.redis import open_client as open_redis
 
@@ -96,19 +96,19 @@ def mysql_tls(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-async def migrate(settings: Settings) -> list[Migration]:
+async def migrate(settings: Settings) -> list[Applied]:
     """Bring the users database (and the embedded file) to the newest schema."""
     if settings.users_backend == "mysql":
         pool = await mysql.MySQLPool.open(mysql_config(settings))
         try:
-            return await mysql.migrate(pool)
+            return await mysql.migrate(pool, email_rule=normalize_email)
         finally:
             await pool.close()
     from authsvc.stores import sqlite
 
     db = await sqlite.SQLiteDatabase.open(settings.sqlite_path, settings.store_timeout_s)
     try:
-        return await sqlite.migrate(db)
+        return await sqlite.migrate(db, email_rule=normalize_email)
     finally:
         await db.close()
 
@@ -184,6 +184,17 @@ async def open_services(
     )
 
 
+def log_applied(applied: list[Applied]) -> None:
+    """Development migrates by itself: what a migration reports goes to the log."""
+    for done in applied:
+        version, name = done.migration.version, done.migration.name
+        log.info("applied migration %04d_%s", version, name)
+        if done.report:
+            log.info("migration %04d: %s", version, done.report.summary)
+            for problem in done.report.problems:
+                log.warning("migration %04d: %s", version, problem)
+
+
 def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
     return RateLimitPolicy(
         login_failures_per_account=Limit.parse(settings.rate_limit_login_failures_per_account),
@@ -212,7 +223,8 @@ async def _open_stores(
             )
             closers.append(sqlite_db.close)
             probes["embedded store"] = sqlite_db.ping
-            await sqlite.migrate(sqlite_db)  # the embedded file is always kept current
+            # The embedded file is always kept current.
+            log_applied(await sqlite.migrate(sqlite_db, email_rule=normalize_email))
         return sqlite_db
 
     users: UserStore
@@ -240,8 +252,7 @@ async def _open_stores(
                     f"{latest_version('mysql')}: run `authsvc migrate`"
                 )
         else:
-            for migration in await mysql.migrate(pool):
-                log.info("applied migration %04d_%s", migration.version, migration.name)
+            log_applied(await mysql.migrate(pool, email_rule=normalize_email))
         users = mysql.MySQLUserStore(pool)
     else:
         users = sqlite.SQLiteUserStore(await embedded())

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 #: same size as the hash output, 256 bits for HS256).
 MIN_SECRET_BYTES = 32
 
+#: A secret of fewer distinct bytes (36 x "a", "abab…") is no key, whatever its length.
+#: Not 16: a hex secret has only 16 symbols, and a quarter of `openssl rand -hex 32`
+#: outputs lack one of them; 8 refuses none of those (nor 1 in 800 of 32 random digits).
+MIN_SECRET_DISTINCT_BYTES = 8
+
 #: Secrets shipped in examples and tutorials; a production process refuses them.
 EXAMPLE_SECRET_PREFIXES = ("change-me", "changeme", "example", "secret", "your-")
 
@@ -358,6 +363,8 @@ def secret_problem(secret: SecretStr | None) -> str | None:
         return "is still an example value"
     if len(value.encode()) < MIN_SECRET_BYTES:
         return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    if len(set(value.encode())) < MIN_SECRET_DISTINCT_BYTES:
+        return f"has fewer than {MIN_SECRET_DISTINCT_BYTES} distinct bytes (not random)"
     return None
 
 
@@ -406,7 +413,7 @@ def _fill_development_secrets(settings: Settings) -> Settings:
             stored[name] = secrets.token_urlsafe(48)
             changed = True
     if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the SQLite file's
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(stored, fh)

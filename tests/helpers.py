@@ -9,6 +9,7 @@ from typing import Any
 
 from tornado.tcpclient import TCPClient
 
+from authsvc.core.validation import normalize_email
 from authsvc.stores import sqlite
 
 REGISTER = """mutation Register($email: String!, $password: String!) {
@@ -135,5 +136,5 @@ def unauthorized(body: dict[str, Any], field: str) -> bool:
 def open_migrated_sqlite(io_loop: Any, path: Path) -> sqlite.SQLiteDatabase:
     """An embedded database file with the current schema (fixtures are sync)."""
     db = io_loop.run_sync(lambda: sqlite.SQLiteDatabase.open(str(path), 3.0))
-    io_loop.run_sync(lambda: sqlite.migrate(db))
+    io_loop.run_sync(lambda: sqlite.migrate(db, email_rule=normalize_email))
     return db

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -77,11 +78,37 @@ def test_production_accepts_a_complete_configuration():
     assert settings.is_production and settings.users_backend == "mysql"
 
 
+def test_random_secrets_of_any_common_alphabet_pass_the_variety_check():
+    # Hex has only 16 symbols: a threshold of 16 would refuse most `openssl rand -hex 16`.
+    for _ in range(200):
+        for secret in (secrets.token_hex(16), secrets.token_hex(32), secrets.token_urlsafe(32)):
+            settings = production(jwt_access_secret=secret)
+            assert settings.jwt_access_secret.get_secret_value() == secret
+
+
+def test_a_refused_secret_is_not_echoed():
+    with pytest.raises(ConfigError) as refused:
+        production(jwt_access_secret="q" * 40)
+    assert "q" * 8 not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"jwt_access_secret": None}, "JWT_ACCESS_SECRET is missing"),
         ({"jwt_refresh_secret": "short"}, "JWT_REFRESH_SECRET is shorter than 32 bytes"),
+        (
+            {"jwt_access_secret": "a" * 36},
+            "JWT_ACCESS_SECRET has fewer than 8 distinct bytes (not random)",
+        ),
+        (
+            {"jwt_refresh_secret": "abcdefg" * 6},
+            "JWT_REFRESH_SECRET has fewer than 8 distinct bytes (not random)",
+        ),
+        (
+            {"introspection_client_secret": "xy" * 20},
+            "INTROSPECTION_CLIENT_SECRET has fewer than 8 distinct bytes (not random)",
+        ),
         (
             {"jwt_access_secret": "change-me-access-secret-at-least-32-bytes"},
             "JWT_ACCESS_SECRET is still an example value",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -15,7 +15,7 @@ import pymysql
 import pymysql.constants.CLIENT
 
 from authsvc.stores.base import StoreUnavailable, UniqueViolation
-from authsvc.stores.migrations import Migration, pending
+from authsvc.stores.migrations import Applied, EmailRule, apply, pending
 from authsvc.stores.sql import SQLUserStore
 
 ER_DUP_ENTRY = 1062
@@ -135,13 +135,9 @@ class MySQLPool:
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it matched."""
-        try:
+        with _unique_violations():
             rows: int = await self._run(sql, args, fetch=None)
             return rows
-        except pymysql.err.IntegrityError as exc:
-            if exc.args[0] == ER_DUP_ENTRY:
-                raise UniqueViolation(str(exc.args[1])) from exc
-            raise
 
     async def _run(
         self, sql: str, args: Sequence[Any], *, fetch: Literal["one", "all"] | None
@@ -184,6 +180,33 @@ class MySQLPool:
             raise unavailable from exc
 
 
+@contextmanager
+def _unique_violations() -> Iterator[None]:
+    try:
+        yield
+    except pymysql.err.IntegrityError as exc:
+        if exc.args[0] == ER_DUP_ENTRY:
+            raise UniqueViolation(str(exc.args[1])) from exc
+        raise
+
+
+class MigratingCursor:
+    """The migration lock's connection, as the migrations' data steps use it."""
+
+    def __init__(self, cur: aiomysql.Cursor) -> None:
+        self._cur = cur
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        await self._cur.execute(sql, tuple(args) or None)
+        return list(await self._cur.fetchall())
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        with _unique_violations():
+            # None, not (): with arguments the driver %-formats the statement.
+            matched: int = await self._cur.execute(sql, tuple(args) or None)
+            return matched
+
+
 class MySQLUserStore(SQLUserStore):
     placeholder = "%s"
 
@@ -198,9 +221,10 @@ class MySQLUserStore(SQLUserStore):
         return value.replace(tzinfo=UTC)
 
 
-async def migrate(db: MySQLPool) -> list[Migration]:
+async def migrate(db: MySQLPool, *, email_rule: EmailRule) -> list[Applied]:
     """Apply pending migrations; returns those applied. Safe to run from several
-    processes at once: a named lock lets one of them do it."""
+    processes at once: a named lock lets one of them do it. ``email_rule`` is the
+    core's normalize_email, for the data step that applies it."""
     async with db.connection() as conn, conn.cursor() as cur:
         await cur.execute("SELECT GET_LOCK(%s, 60)", (MIGRATION_LOCK,))
         try:
@@ -213,16 +237,15 @@ async def migrate(db: MySQLPool) -> list[Migration]:
                 )
             await cur.execute("SELECT version FROM schema_migrations")
             applied = {row[0] for row in await cur.fetchall()}
-            todo = pending("mysql", applied)
-            for migration in todo:
-                for statement in migration.statements:
-                    await cur.execute(statement)
+            done = []
+            for migration in pending("mysql", applied):
+                done.append(await apply(MigratingCursor(cur), migration, "%s", email_rule))
                 await cur.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at)"
                     " VALUES (%s, %s, UTC_TIMESTAMP(3))",
                     (migration.version, migration.name),
                 )
-            return todo
+            return done
         finally:
             await cur.execute("SELECT RELEASE_LOCK(%s)", (MIGRATION_LOCK,))
 

@@ -9,6 +9,7 @@ the Redis script.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -28,7 +29,7 @@ from authsvc.stores.base import (
     UniqueViolation,
     UseLimit,
 )
-from authsvc.stores.migrations import Migration, pending
+from authsvc.stores.migrations import Applied, EmailRule, apply, pending
 from authsvc.stores.sql import SQLUserStore
 
 _SESSION_COLUMNS = (
@@ -57,7 +58,7 @@ class SQLiteDatabase:
 
     @classmethod
     async def open(cls, path: str, timeout_s: float) -> SQLiteDatabase:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(path))
         conn = await aiosqlite.connect(path, isolation_level=None)
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
@@ -305,9 +306,10 @@ async def _count(tx: Transaction, key: str, window_s: float) -> Counter:
     return Counter(count, _datetime(resets_at))
 
 
-async def migrate(db: SQLiteDatabase) -> list[Migration]:
+async def migrate(db: SQLiteDatabase, *, email_rule: EmailRule) -> list[Applied]:
     """Apply pending migrations; returns those applied. BEGIN IMMEDIATE: one process
-    migrates, the others wait their turn."""
+    migrates, the others wait their turn. ``email_rule`` is the core's normalize_email,
+    for the data step that applies it."""
     async with db.transaction() as tx:
         await tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -315,15 +317,29 @@ async def migrate(db: SQLiteDatabase) -> list[Migration]:
             " applied_at INTEGER NOT NULL)"
         )
         applied = {row[0] for row in await tx.fetchall("SELECT version FROM schema_migrations")}
-        todo = pending("sqlite", applied)
-        for migration in todo:
-            for statement in migration.statements:
-                await tx.execute(statement)
+        done = []
+        for migration in pending("sqlite", applied):
+            done.append(await apply(tx, migration, "?", email_rule))
             await tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, _now_ms()),
             )
-    return todo
+    return done
+
+
+def _private_file(path: Path) -> None:
+    """Make the database file readable by its owner only (it holds password hashes and
+    sessions): a new folder 0700, the file 0600 before SQLite opens it (its -wal and
+    -shm files take the file's mode), an existing file of ours that others could read
+    tightened. A folder that exists is left as it is (it may be /tmp or a shared one)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        status = os.fstat(fd)
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _session(row: sqlite3.Row | None) -> Session | None:
