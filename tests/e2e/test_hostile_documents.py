@@ -1,0 +1,105 @@
+"""Documents that cost far more than they look, sent to the real `authsvc serve` in
+production configuration: each is answered in bounded time and the worker keeps
+answering others meanwhile (issue 11: nested fragments held a worker for ever)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.e2e.processes import ServiceProcess
+from tests.e2e.test_serve import migrate, production_env
+from tests.hostile_documents import ISSUE_11_DOCUMENT, nested_fragments
+
+#: The client's bound for any answer: far above the few milliseconds the checks take,
+#: far below the time the exponential walk took (n=20 alone held a worker 9.4 s).
+ANSWER_BOUND_S = 5.0
+#: /healthz touches nothing: behind a hostile request it must still answer at once.
+HEALTH_BOUND_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, mysql_server, redis_server):
+    # One worker, so /healthz shares the event loop with the hostile requests.
+    workdir = tmp_path_factory.mktemp("hostile")
+    env = production_env(mysql_server, redis_server) | {"WORKERS": "1"}
+    migrate(workdir, env)
+    service = ServiceProcess(workdir, env)
+    try:
+        yield service
+        assert service.terminate() == 0
+    finally:
+        service.stop()  # a worker stuck in a check must not outlive the test
+    assert "Traceback" not in service.logs()
+
+
+def send(service: ServiceProcess, method: str, query: str) -> tuple[int, dict]:
+    """POST or GET ``query``; raises TimeoutError when no answer comes in time."""
+    base = f"http://127.0.0.1:{service.port}/graphql"
+    if method == "GET":
+        request = urllib.request.Request(f"{base}?{urllib.parse.urlencode({'query': query})}")
+    else:
+        body = json.dumps({"query": query}).encode()
+        headers = {"Content-Type": "application/json"}
+        request = urllib.request.Request(base, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=ANSWER_BOUND_S) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def health(service: ServiceProcess) -> float:
+    """Seconds /healthz took to answer 200 (raises past HEALTH_BOUND_S)."""
+    started = time.monotonic()
+    url = f"http://127.0.0.1:{service.port}/healthz"
+    with urllib.request.urlopen(url, timeout=HEALTH_BOUND_S) as response:
+        assert response.status == 200
+    return time.monotonic() - started
+
+
+def answered(status: int, body: dict) -> bool:
+    """Refused with a GraphQL error, or executed (``me`` without a token: Unauthorized)."""
+    if status == 400:
+        return body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    return status == 200 and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_the_nested_fragments_of_the_report_are_answered_and_healthz_keeps_answering(
+    service, method
+):
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        hostile = [pool.submit(send, service, method, ISSUE_11_DOCUMENT) for _ in range(4)]
+        time.sleep(0.05)  # the hostile requests are in flight
+        probe = pool.submit(health, service)
+        assert probe.result() < HEALTH_BOUND_S
+        for future in hostile:
+            assert answered(*future.result())
+
+
+@pytest.mark.parametrize(
+    ("query", "refusal"),
+    [
+        (nested_fragments(70, spreads=4), None),
+        (nested_fragments(48, inline=True), None),
+        # 5 * 2^88 aliases once expanded: refused, with the real count.
+        (nested_fragments(88, leaf=" ".join(f"a{i}: id" for i in range(5))),
+         f"{5 * 2**88} aliases exceed the limit of 10."),
+    ],
+    ids=["four-spreads", "inline-fragments", "aliases"],
+)  # fmt: skip
+def test_wider_and_deeper_variants_are_answered_in_bounded_time(service, query, refusal):
+    started = time.monotonic()
+    status, body = send(service, "POST", query)
+    assert answered(status, body)
+    assert body["errors"][0]["message"] == refusal or (refusal is None and status == 200)
+    assert time.monotonic() - started < ANSWER_BOUND_S
+    assert health(service) < HEALTH_BOUND_S
