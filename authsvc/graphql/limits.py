@@ -4,6 +4,10 @@ A single HTTP request can carry a deep, wide or aliased document that costs far 
 than it looks (a thousand aliased `login` fields are a thousand password guesses), so
 depth, aliases and root fields are bounded here; the token count is bounded by the
 parser itself (``parse(max_tokens=…)``) and the variables' size by the executor.
+
+Every check here is linear in the document, however often its fragments are spread, so
+the executor runs these rules before graphql-core's standard ones: a document over a
+limit is refused before OverlappingFieldsCanBeMerged compares its fields pairwise.
 """
 
 from __future__ import annotations

@@ -128,6 +128,17 @@ async def test_the_document_of_issue_11_is_answered_at_once(client):
     assert validation_error(status, body, "Cannot spread fragment 'F0' within itself")
 
 
+@pytest.mark.settings(graphql_max_tokens=5000)
+async def test_limits_are_checked_before_the_standard_rules(client):
+    # OverlappingFieldsCanBeMerged compares same-named siblings pairwise: 300 logins
+    # cost it about 2 s here. The limits, linear, refuse the document first.
+    logins = 'login(email: "", password: "") { errors { path } } ' * 300
+    with within(1):
+        status, body = await client.post(f"mutation {{ {logins}}}")
+    assert validation_error(status, body, "300 root fields exceed the limit of 10.")
+    assert len(body["errors"]) == 1
+
+
 @pytest.mark.settings(graphql_max_root_fields=100)
 async def test_aliases(client):
     allowed = "{ " + " ".join(f"a{i}: __typename" for i in range(10)) + " }"
