@@ -81,13 +81,15 @@ def answered(status: int, body: dict) -> bool:
 def test_the_nested_fragments_of_the_report_are_answered_and_healthz_keeps_answering(
     service, method
 ):
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        hostile = [pool.submit(send, service, method, ISSUE_11_DOCUMENT) for _ in range(4)]
+    # A comment makes each copy a new query string, so none is a document-cache hit.
+    copies = [f"{ISSUE_11_DOCUMENT} # {i}" for i in range(20)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        hostile = [pool.submit(send, service, method, query) for query in copies]
         time.sleep(0.05)  # the hostile requests are in flight
-        probe = pool.submit(health, service)
-        assert probe.result() < HEALTH_BOUND_S
-        for future in hostile:
-            assert answered(*future.result())
+        probes = [health(service) for _ in range(5)]
+        answers = [future.result() for future in hostile]
+    assert max(probes) < HEALTH_BOUND_S
+    assert all(answered(*answer) for answer in answers)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +115,7 @@ def test_wider_and_deeper_variants_are_answered_in_bounded_time(service, query, 
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_an_accepted_chain_is_executed_at_once(service, method):
     # With a token `me` resolves, so the executor collects the fields through every
-    # fragment (once per selection set: 2^90 paths, 91 fragments).
+    # fragment (once per selection set: 2^85 paths, 86 fragments).
     email = new_email()
     service.graphql(REGISTER, {"email": email, "password": PASSWORD})
     status, body = service.graphql(LOGIN, {"email": email, "password": PASSWORD})
