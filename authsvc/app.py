@@ -101,6 +101,7 @@ def make_app(
         max_depth=settings.graphql_max_depth,
         max_aliases=settings.graphql_max_aliases,
         max_root_fields=settings.graphql_max_root_fields,
+        max_fields=settings.graphql_max_fields,
         max_tokens=settings.graphql_max_tokens,
         max_variables_bytes=settings.graphql_max_variables_bytes,
         introspection=settings.introspection_enabled,

@@ -192,6 +192,7 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(8, ge=2, le=100)
     graphql_max_aliases: int = Field(10, ge=0, le=10_000)
     graphql_max_root_fields: int = Field(10, ge=1, le=10_000)
+    graphql_max_fields: int = Field(100, ge=1, le=10_000)
     graphql_max_tokens: int = Field(1000, ge=50, le=1_000_000)
     graphql_max_variables_bytes: int = Field(8192, ge=256, le=16 * 1024 * 1024)
     #: Introspection and "Did you mean …" suggestions; unset: on outside production.

@@ -33,8 +33,10 @@ mutated = st.builds(
     st.integers(0, 120),
     st.text(max_size=12),
 )
-#: Leaves of nested-fragment chains, with the aliases each holds (None: closes a cycle).
-LEAVES = {"id": 0, "id email": 0, "__typename": 0, "a: id": 1, "a: id b: email": 2, "...F0": None}
+#: Leaves of nested-fragment chains, with the aliases and fields each holds (None:
+#: closes a cycle).
+LEAVES = {"id": (0, 1), "id email": (0, 2), "__typename": (0, 1), "a: id": (1, 1),
+          "a: id b: email": (2, 2), "...F0": None}  # fmt: skip
 #: Chains of fragments that each spread the next 1-4 times (issue 11): a few KB that
 #: stand for up to 4^130 fields once expanded.
 nested = st.builds(
@@ -123,12 +125,19 @@ def test_nested_fragments_are_answered_at_once_with_their_expanded_counts(fuzz_t
     if codes == {"GRAPHQL_PARSE_FAILED"}:  # longer than GRAPHQL_MAX_TOKENS
         assert response.status == 400 and "more than 1000 tokens" in messages[0]
         return
-    aliases = LEAVES[leaf]
-    if aliases is None:
+    counts = LEAVES[leaf]
+    if counts is None:
         assert response.status == 400
         assert any(m.startswith("Cannot spread fragment 'F0' within itself") for m in messages)
-    elif aliases * spreads**levels > 10:  # counted as executed, not as written
-        assert response.status == 400
-        assert messages == [f"{aliases * spreads**levels} aliases exceed the limit of 10."]
+        return
+    # Counted as expanded, not as written: `me` and every copy of the leaf.
+    aliases, fields = counts[0] * spreads**levels, 1 + counts[1] * spreads**levels
+    expected = []
+    if aliases > 10:
+        expected.append(f"{aliases} aliases exceed the limit of 10.")
+    if fields > 100:
+        expected.append(f"{fields} fields exceed the limit of 100.")
+    if expected:
+        assert response.status == 400 and messages == expected, answer
     else:  # accepted, and `me` without a token is Unauthorized
         assert response.status == 200 and codes == {"UNAUTHENTICATED"}, answer

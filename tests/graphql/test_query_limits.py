@@ -73,8 +73,12 @@ async def test_depth_through_nested_and_shared_fragments(client):
     status, body = await client.post(query)
     assert validation_error(status, body, "Query depth 3 exceeds the limit of 2")
     with within(2):
-        status, body = await client.post(nested_fragments(90))  # depth 2: me { id }
+        status, body = await client.post(nested_fragments(5))  # depth 2: me { id }
     assert unauthorized(status, body)
+    with within(2):  # deep as written, 2 as expanded: only the field count refuses it
+        status, body = await client.post(nested_fragments(90))
+    assert validation_error(status, body, f"{1 + 2**90} fields exceed the limit of 100.")
+    assert len(body["errors"]) == 1
 
 
 @pytest.mark.settings(graphql_max_aliases=4)
@@ -120,15 +124,16 @@ async def test_root_fields_through_nested_fragments(client):
 
 
 async def test_the_document_of_issue_11_is_answered_at_once(client):
-    with within(2):
-        assert unauthorized(*await client.post(ISSUE_11_DOCUMENT))
+    with within(2):  # 2^90 copies of `id` once expanded: refused at once
+        status, body = await client.post(ISSUE_11_DOCUMENT)
+    assert validation_error(status, body, f"{1 + 2**90} fields exceed the limit of 100.")
     # A cycle at the end of the chain: refused by NoFragmentCycles, walked once here.
     with within(2):
         status, body = await client.post(nested_fragments(90, leaf="...F0"))
     assert validation_error(status, body, "Cannot spread fragment 'F0' within itself")
 
 
-@pytest.mark.settings(graphql_max_tokens=5000)
+@pytest.mark.settings(graphql_max_tokens=5000, graphql_max_fields=10_000)
 async def test_limits_are_checked_before_the_standard_rules(client):
     # OverlappingFieldsCanBeMerged compares same-named siblings pairwise: 300 logins
     # cost it about 2 s here. The limits, linear, refuse the document first.
@@ -214,3 +219,25 @@ async def test_messages_quote_only_an_excerpt(client):
     assert status == 400
     message = body["errors"][0]["message"]
     assert len(message) <= 200 and message.endswith("…")
+
+
+async def test_fields_are_counted_at_every_level_as_expanded(client):
+    """GRAPHQL_MAX_FIELDS (100): also the bound of the pairwise overlapping-fields rule
+    of graphql-core, which 990 `id`s kept busy for 150 ms of the event loop."""
+    many = "query { me { " + "id " * 990 + "} }"
+    _, body = await client.post(many)
+    assert body["errors"][0]["message"] == "991 fields exceed the limit of 100."
+    spread = "query { me { ...A ...A } } fragment A on User { " + "id " * 50 + "}"
+    _, body = await client.post(spread)
+    assert body["errors"][0]["message"] == "101 fields exceed the limit of 100."
+    _, body = await client.post("query { me { " + "id " * 99 + "} }")
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"  # within the limit
+
+
+@pytest.mark.settings(graphql_introspection=True)
+async def test_introspection_fields_do_not_count_against_the_field_limit(client):
+    from graphql import get_introspection_query
+
+    _, body = await client.post(get_introspection_query())
+    assert "errors" not in body, body["errors"][:1]
+    assert body["data"]["__schema"]["queryType"]["name"] == "Query"
