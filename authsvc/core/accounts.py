@@ -141,7 +141,9 @@ class AccountService:
             raise InvalidInput(errors)
         new_hash = await self._hasher.hash(new_password)
         await self._users.set_password_hash(user.id, new_hash, self._clock())
-        await self._sessions.delete_all_for_user(user.id, keep=keep_session)
+        # After the new hash is stored (SessionStore.revoke_all): a login that read the
+        # old hash is refused, however long its hash takes; the caller's session goes on.
+        await self._sessions.revoke_all(user.id, keep=keep_session)
         audit("password_changed", user_id=user.id)
 
     async def find(self, email: str) -> User:
@@ -155,20 +157,23 @@ class AccountService:
         return await self._users.list(limit, offset)
 
     async def delete_user(self, email: str) -> User:
-        """Delete an account and end its sessions. Raises UnknownUser."""
+        """Delete an account and end its sessions, also those of logins in flight.
+        Raises UnknownUser."""
         user = await self.find(email)
-        await self._sessions.delete_all_for_user(user.id)
+        # The row first, then the revocation: a login that reads the epoch after it
+        # finds no user (SessionStore.revoke_all).
         await self._users.delete(user.id)
+        await self._sessions.revoke_all(user.id)
         audit("user_deleted", user_id=user.id)
         return user
 
     async def set_disabled(self, email: str, disabled: bool) -> User:
-        """Disable (ending every session at once) or enable an account.
-        Raises UnknownUser."""
+        """Disable (ending every session at once, also those of logins in flight) or
+        enable an account. Raises UnknownUser."""
         user = await self.find(email)
         await self._users.set_disabled(user.id, disabled, self._clock())
-        if disabled:
-            await self._sessions.delete_all_for_user(user.id)
+        if disabled:  # after the row changed (SessionStore.revoke_all)
+            await self._sessions.revoke_all(user.id)
         audit("user_disabled" if disabled else "user_enabled", user_id=user.id)
         return user
 
