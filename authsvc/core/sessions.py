@@ -46,6 +46,9 @@ from authsvc.stores.base import (
 USER_CACHE_S = 2.0
 USER_CACHE_SIZE = 10_000
 
+#: The user id whose epoch a login for an unknown email reads (no user has it).
+NO_USER_ID = "00000000-0000-0000-0000-000000000000"
+
 #: Client details kept on a session are for people reading them, so they are capped.
 MAX_USER_AGENT_CHARS = 256
 
@@ -125,9 +128,10 @@ class SessionService:
         given a new password, logged out everywhere) while the password was checked."""
         # The epoch before check_credentials reads the user: a revocation that changes
         # the row after that read bumps the epoch after it too, and the create below
-        # then refuses (SessionStore.revoke_all). An unknown email has no epoch to read.
+        # then refuses (SessionStore.revoke_all). An unknown email reads an epoch too,
+        # of no one's: the same round trips, so timing tells nothing more.
         known = await self._users.get_by_email(normalize_email(email))
-        epoch = await self._sessions.epoch(known.id) if known is not None else 0
+        epoch = await self._sessions.epoch(known.id if known is not None else NO_USER_ID)
         user = await self._accounts.check_credentials(email, password, client.ip)
         now = self._clock()
         session_id = secrets.token_hex(16)
