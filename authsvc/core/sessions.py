@@ -29,6 +29,7 @@ from authsvc.core.accounts import AccountService
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import RotationRequired, Unauthorized, invalid_login
+from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.tokens import Claims, TokenCodec
 from authsvc.core.validation import normalize_email
@@ -111,7 +112,10 @@ class SessionService:
         clock: Clock,
         limiter: RateLimiter,
         policy: SessionPolicy,
+        *,
+        hasher: PasswordHasher,
     ) -> None:
+        self._hasher = hasher
         self._limiter = limiter
         self._user_cache: OrderedDict[str, tuple[float, User | None]] = OrderedDict()
         self._user_reads: dict[str, asyncio.Future[User | None]] = {}
@@ -129,10 +133,13 @@ class SessionService:
         # The epoch before check_credentials reads the user: a revocation that changes
         # the row after that read bumps the epoch after it too, and the create below
         # then refuses (SessionStore.revoke_all). An unknown email reads an epoch too,
-        # of no one's: the same round trips, so timing tells nothing more.
-        known = await self._users.get_by_email(normalize_email(email))
-        epoch = await self._sessions.epoch(known.id if known is not None else NO_USER_ID)
-        user = await self._accounts.check_credentials(email, password, client.ip)
+        # of no one's: the same round trips, so timing tells nothing more. All inside
+        # the login's place in the hashing backlog (check_credentials keeps it): busy
+        # stays the first, cheapest refusal, before any store is asked.
+        with self._hasher.admitted():
+            known = await self._users.get_by_email(normalize_email(email))
+            epoch = await self._sessions.epoch(known.id if known is not None else NO_USER_ID)
+            user = await self._accounts.check_credentials(email, password, client.ip)
         now = self._clock()
         session_id = secrets.token_hex(16)
         refresh_jti = secrets.token_hex(16)
