@@ -113,6 +113,15 @@ async def test_a_login_in_flight_loses_to_delete(client, services, settings, mys
     await assert_no_session_survived(client, result)
 
 
+async def test_a_login_in_flight_loses_to_the_admins_revoke_all(
+    client, services, settings, mysql_server
+):
+    """`authsvc sessions revoke EMAIL --all`."""
+    email, _ = await slow_user(client, settings, mysql_server)
+    result = await race(client, email, lambda: services.sessions.end_sessions_of(email), 0.3)
+    await assert_no_session_survived(client, result)
+
+
 async def test_a_login_in_flight_loses_to_logout_all(client, settings, mysql_server):
     email, _ = await slow_user(client, settings, mysql_server)
     access, refresh = await tokens_of(client, email)
