@@ -21,6 +21,7 @@ import logging
 import random
 import secrets
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,9 +47,6 @@ from authsvc.stores.base import (
 #: How long `me` and friends may use a user row read before (see _recent_user).
 USER_CACHE_S = 2.0
 USER_CACHE_SIZE = 10_000
-
-#: The user id whose epoch a login for an unknown email reads (no user has it).
-NO_USER_ID = "00000000-0000-0000-0000-000000000000"
 
 #: Client details kept on a session are for people reading them, so they are capped.
 MAX_USER_AGENT_CHARS = 256
@@ -133,12 +131,13 @@ class SessionService:
         # The epoch before check_credentials reads the user: a revocation that changes
         # the row after that read bumps the epoch after it too, and the create below
         # then refuses (SessionStore.revoke_all). An unknown email reads an epoch too,
-        # of no one's: the same round trips, so timing tells nothing more. All inside
+        # of no one's (a random id, so no one key is hot under a flood of unknown
+        # emails): the same round trips, so timing tells nothing more. All inside
         # the login's place in the hashing backlog (check_credentials keeps it): busy
         # stays the first, cheapest refusal, before any store is asked.
         with self._hasher.admitted():
             known = await self._users.get_by_email(normalize_email(email))
-            epoch = await self._sessions.epoch(known.id if known is not None else NO_USER_ID)
+            epoch = await self._sessions.epoch(known.id if known else str(uuid.uuid4()))
             user = await self._accounts.check_credentials(email, password, client.ip)
         now = self._clock()
         session_id = secrets.token_hex(16)
