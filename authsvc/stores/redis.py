@@ -37,7 +37,8 @@ from authsvc.stores.redis_errors import guarded
 # KEYS: session hash, user index, use counter, user epoch (all under the user's hash tag).
 # ARGV: presented hash, rotate-to hash or '', now ms, grace ms, idle ms (0: off), sid,
 # limit (0: off), limit window ms. Over the limit: {'limited', ms until the window ends}.
-# A session without an epoch field (made before epochs existed) is of epoch 0.
+# A session without an epoch field (made by a version before epochs, e.g. an old
+# worker during a rolling upgrade) counts as current: revoke_all deletes it as before.
 _USE_REFRESH = """
 if tonumber(ARGV[7]) > 0 then
   local uses = redis.call('INCR', KEYS[3])
@@ -49,7 +50,7 @@ local s = redis.call('HMGET', KEYS[1], 'refresh_jti_hash', 'parent_jti_hash',
 if not s[1] then return 'missing' end
 local now = tonumber(ARGV[3])
 local idle = tonumber(ARGV[5])
-if (s[5] or '0') ~= (redis.call('GET', KEYS[4]) or '0') or
+if (s[5] and s[5] ~= (redis.call('GET', KEYS[4]) or '0')) or
    (idle > 0 and now - tonumber(s[4]) > idle) then
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[6])
@@ -74,12 +75,12 @@ return 'reused'
 """
 
 
-# Whether a session is live and of its user's current epoch (SessionStore.exists).
-# KEYS: session hash, user epoch.
+# Whether a session is live and of its user's current epoch (SessionStore.exists;
+# no epoch field: as in _USE_REFRESH). KEYS: session hash, user epoch.
 _EXISTS = """
 local s = redis.call('HMGET', KEYS[1], 'refresh_jti_hash', 'epoch')
 if not s[1] then return 0 end
-if (s[2] or '0') ~= (redis.call('GET', KEYS[2]) or '0') then return 0 end
+if s[2] and s[2] ~= (redis.call('GET', KEYS[2]) or '0') then return 0 end
 return 1
 """
 
@@ -112,7 +113,7 @@ local ttl = math.max(tonumber(ARGV[1]), redis.call('PTTL', KEYS[1]),
 redis.call('PEXPIRE', KEYS[1], ttl)
 if KEYS[3] then
   local kept = redis.call('HMGET', KEYS[3], 'refresh_jti_hash', 'epoch')
-  if kept[1] and (kept[2] or '0') == old then redis.call('HSET', KEYS[3], 'epoch', new) end
+  if kept[1] and (kept[2] or old) == old then redis.call('HSET', KEYS[3], 'epoch', new) end
 end
 return new
 """
@@ -369,10 +370,9 @@ class RedisSessionStore:
                 for session_id in session_ids:
                     pipe.hget(self.key(user_id, session_id), "epoch")
                 epochs = await pipe.execute()
-            # A session of the new epoch was made by a login that began after the bump.
-            revoked = [
-                sid for sid, e in zip(session_ids, epochs, strict=True) if (e or "0") != epoch
-            ]
+            # A session of the new epoch was made by a login that began after the bump;
+            # one with none, by a version before epochs: revoked, as it always was.
+            revoked = [sid for sid, e in zip(session_ids, epochs, strict=True) if e != epoch]
             if not revoked:
                 return 0
             async with self._client.pipeline(transaction=True) as pipe:
@@ -416,8 +416,9 @@ def _fields(session: Session) -> dict[Any, str | int]:
 def _session(
     user_id: str, session_id: str, fields: dict[str, str], user_epoch: int
 ) -> Session | None:
-    """The session of ``fields``, None if there are none or it is of an older epoch."""
-    epoch = int(fields.get("epoch", 0)) if fields else 0
+    """The session of ``fields``, None if there are none or it is of an older epoch
+    (one with no epoch, made by a version before epochs, is of the current one)."""
+    epoch = int(fields.get("epoch", user_epoch)) if fields else 0
     if not fields or epoch != user_epoch:
         return None
     rotated_at = fields.get("rotated_at")

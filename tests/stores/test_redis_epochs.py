@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import redis
 
-from authsvc.stores.base import EPOCH_MIN_TTL_S
+from authsvc.stores.base import EPOCH_MIN_TTL_S, RefreshUse
 from authsvc.stores.redis import RedisSessionStore
-from tests.stores.test_session_store_contract import make_session
+from tests.stores.test_session_store_contract import A, make_session, use
 
 DAY_S = 24 * 3600
 
@@ -42,6 +42,34 @@ async def test_the_epoch_key_shares_the_hash_tag_and_outlives_every_session(redi
         await store.revoke_all(user_id)  # and a bump never shortens it
         assert abs(raw.pexpiretime(key) - int(later.expires_at.timestamp() * 1000)) < 5
         assert raw.get(key) == "2"
+    finally:
+        raw.close()
+        await store.close()
+
+
+async def test_a_session_made_before_epochs_counts_as_current_until_revoked(redis_server):
+    """A rolling upgrade: an old worker stores sessions with no epoch field. They must
+    keep working beside the new workers, whatever the user's epoch, and still end on
+    the next revocation."""
+    store = RedisSessionStore.from_url(
+        redis_server.url, key_prefix=redis_server.prefix, timeout_s=3.0
+    )
+    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        legacy, kept = make_session(), make_session()
+        user_id = legacy.user_id
+        kept = replace(kept, user_id=user_id)
+        await store.revoke_all(user_id)  # the user was logged out everywhere once
+        for session in (legacy, kept):
+            assert await store.create(replace(session, epoch=1))
+            raw.hdel(store.key(user_id, session.id), "epoch")  # as the old version wrote it
+        assert await store.exists(user_id, legacy.id)
+        assert await store.get(user_id, legacy.id) == replace(legacy, epoch=1)
+        assert {s.id for s in await store.list_for_user(user_id)} == {legacy.id, kept.id}
+        assert await use(store, legacy, A) is RefreshUse.CURRENT
+        assert await store.revoke_all(user_id, keep=kept.id) == 1
+        assert not await store.exists(user_id, legacy.id)
+        assert await store.get(user_id, kept.id) == replace(kept, epoch=2)  # re-stamped
     finally:
         raw.close()
         await store.close()
