@@ -176,6 +176,7 @@ async def open_services(
                 reuse_grace_s=settings.refresh_reuse_grace_s,
                 idle_timeout_s=settings.session_idle_timeout_s,
             ),
+            hasher=hasher,
         ),
         closers=closers,
         probes=probes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from dataclasses import dataclass
 
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
@@ -12,6 +13,15 @@ from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import Limit, RateLimited, RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
 from authsvc.stores.base import DuplicateEmail, SessionStore, StoreUnavailable, User, UserStore
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A login's credentials, checked: the user, and the user's revocation epoch read
+    before the user was (the login's session must be created under it)."""
+
+    user: User
+    epoch: int
 
 
 class AccountService:
@@ -76,8 +86,9 @@ class AccountService:
         audit("registered", user_id=user.id)
         return user
 
-    async def check_credentials(self, email: str, password: str, client_ip: str) -> User:
-        """The user whose email and password these are, if they may log in.
+    async def check_credentials(self, email: str, password: str, client_ip: str) -> Verified:
+        """The user whose email and password these are, if they may log in, and the
+        revocation epoch to create the login's session under (SessionStore.create).
 
         Raises Busy at once when the hashing backlog is full. Raises RateLimited, before
         any hashing, past the attempts allowed from ``client_ip``, the failures allowed
@@ -93,7 +104,7 @@ class AccountService:
         with self._hasher.admitted():
             return await self._check_credentials(email, password, client_ip)
 
-    async def _check_credentials(self, email: str, password: str, client_ip: str) -> User:
+    async def _check_credentials(self, email: str, password: str, client_ip: str) -> Verified:
         limits = self._limiter.policy
         email = normalize_email(email)
         # Each attempt is counted as a failure before its password is hashed (and given
@@ -111,7 +122,7 @@ class AccountService:
             for scope, subject, limit in reserved:
                 await self._limiter.hit(scope, subject, limit)
                 held.append((scope, subject, limit))
-            user = await self._verified_user(email, password)
+            verified = await self._verified_user(email, password)
         except (RateLimited, Busy):  # refused, or the hash given up: no password tried
             await self._give_back(held)
             raise
@@ -123,7 +134,7 @@ class AccountService:
             raise
         for scope, subject, _ in reserved:
             await self._limiter.reset(scope, subject)
-        return user
+        return verified
 
     async def _give_back(self, held: list[tuple[str, str, Limit]]) -> None:
         # Kept counted if the store is down: an error should not hide the first one,
@@ -132,9 +143,17 @@ class AccountService:
             for scope, subject, limit in held:
                 await self._limiter.give_back(scope, subject, limit)
 
-    async def _verified_user(self, email: str, password: str) -> User:
+    async def _verified_user(self, email: str, password: str) -> Verified:
+        # Revocation wins (DESIGN §6): the epoch is read before the user row that is
+        # judged, so a disable, delete or new password that lands after that read has
+        # bumped the epoch after it too, and the login's session is refused at create.
+        # The first read only finds the id; an unknown email reads the epoch of no one
+        # (a random id: no key is hot under a flood) and the row again, so every login
+        # takes the same round trips and timing tells nothing.
+        known = await self._users.get_by_email(email)
+        epoch = await self._sessions.epoch(known.id if known else str(uuid.uuid4()))
         user = await self._users.get_by_email(email)
-        if user is None:
+        if user is None or known is None or user.id != known.id:  # gone, or made anew
             await self._hasher.burn()
             raise invalid_login()
         # The password is checked first, always: answering "not confirmed" before it
@@ -148,8 +167,11 @@ class AccountService:
         # A success costs more on a cheaper hash (the rehash): only the owner sees it.
         if self._hasher.needs_rehash(user.password_hash):
             new_hash = await self._hasher.hash(password)
-            await self._users.set_password_hash(user.id, new_hash, self._clock())
-        return user
+            # Only over the hash just checked: a password changed meanwhile stays.
+            await self._users.set_password_hash(
+                user.id, new_hash, self._clock(), replacing=user.password_hash
+            )
+        return Verified(user, epoch)
 
     async def change_password(
         self, user: User, current_password: str, new_password: str, keep_session: str
@@ -166,7 +188,9 @@ class AccountService:
             raise InvalidInput(errors)
         new_hash = await self._hasher.hash(new_password)
         await self._users.set_password_hash(user.id, new_hash, self._clock())
-        await self._sessions.delete_all_for_user(user.id, keep=keep_session)
+        # After the new hash is stored (SessionStore.revoke_all): a login that read the
+        # old hash is refused, however long its hash takes; the caller's session goes on.
+        await self._sessions.revoke_all(user.id, keep=keep_session)
         audit("password_changed", user_id=user.id)
 
     async def find(self, email: str) -> User:
@@ -180,20 +204,23 @@ class AccountService:
         return await self._users.list(limit, offset)
 
     async def delete_user(self, email: str) -> User:
-        """Delete an account and end its sessions. Raises UnknownUser."""
+        """Delete an account and end its sessions, also those of logins in flight.
+        Raises UnknownUser."""
         user = await self.find(email)
-        await self._sessions.delete_all_for_user(user.id)
+        # The row first, then the revocation: a login that reads the epoch after it
+        # finds no user (SessionStore.revoke_all).
         await self._users.delete(user.id)
+        await self._sessions.revoke_all(user.id)
         audit("user_deleted", user_id=user.id)
         return user
 
     async def set_disabled(self, email: str, disabled: bool) -> User:
-        """Disable (ending every session at once) or enable an account.
-        Raises UnknownUser."""
+        """Disable (ending every session at once, also those of logins in flight) or
+        enable an account. Raises UnknownUser."""
         user = await self.find(email)
         await self._users.set_disabled(user.id, disabled, self._clock())
-        if disabled:
-            await self._sessions.delete_all_for_user(user.id)
+        if disabled:  # after the row changed (SessionStore.revoke_all)
+            await self._sessions.revoke_all(user.id)
         audit("user_disabled" if disabled else "user_enabled", user_id=user.id)
         return user
 

@@ -141,7 +141,7 @@ async def test_unconfirmed_account_is_refused_only_when_confirmation_is_on(store
     open_service = accounts(store, hasher)
     assert (
         await open_service.check_credentials("c@example.com", "gravel-lantern", "127.0.0.1")
-    ).id == user.id
+    ).user.id == user.id
     hasher.close()
 
 
