@@ -22,6 +22,7 @@ from graphql import (
     GraphQLError,
     InlineFragmentNode,
     NoSchemaIntrospectionCustomRule,
+    NoUnusedFragmentsRule,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
@@ -82,7 +83,10 @@ def limit_rules(limits: QueryLimits) -> list[type[ASTValidationRule]]:
         def report(self, node: OperationDefinitionNode, message: str) -> None:
             self.report_error(GraphQLError(message, node))
 
-    rules: list[type[ASTValidationRule]] = [QueryCostRule]
+    # An unused fragment is walked by no operation, so its fields escape the counts;
+    # graphql-core's own (linear) rule refuses it here, before the standard pass whose
+    # overlapping-fields check would compare its fields pairwise.
+    rules: list[type[ASTValidationRule]] = [QueryCostRule, NoUnusedFragmentsRule]
     if not limits.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     return rules
