@@ -320,6 +320,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name.upper()} {problem}")
         if self.uses_hmac_access_tokens and self.jwt_access_secret == self.jwt_refresh_secret:
             raise ValueError("JWT_REFRESH_SECRET must differ from JWT_ACCESS_SECRET")
+        if self.introspection_client_secret in (self.jwt_access_secret, self.jwt_refresh_secret):
+            # Whoever may introspect would hold a signing key too.
+            raise ValueError("INTROSPECTION_CLIENT_SECRET must differ from the JWT secrets")
         if self.users_backend != "mysql":
             raise ValueError(
                 "DB_TYPE must be mysql or mariadb in production (the embedded SQLite "
@@ -366,7 +369,16 @@ def secret_problem(secret: SecretStr | None) -> str | None:
         return f"is shorter than {MIN_SECRET_BYTES} bytes"
     if len(set(value.encode())) < MIN_SECRET_DISTINCT_BYTES:
         return f"has fewer than {MIN_SECRET_DISTINCT_BYTES} distinct bytes (not random)"
+    if _repeats(value):
+        return "repeats a shorter string (not random)"
     return None
+
+
+def _repeats(value: str) -> bool:
+    """Whether ``value`` is a shorter string said again and again ("abcdefgh" x 4,
+    "0123456789abcdef" x 2): enough distinct bytes, no more key than one copy. A random
+    secret of 32 bytes or more is periodic with a chance far below 2^-100."""
+    return any(value[period:] == value[:-period] for period in range(1, len(value) // 2 + 1))
 
 
 def load_settings(env_file: str | None = ".env", **overrides: Any) -> Settings:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +30,10 @@ MAX_CONSECUTIVE_FAILURES = 100
 #: The longest window a limit may have (a year): a longer one is a typo, and Redis
 #: refuses expiry times that overflow.
 MAX_WINDOW_S = 366 * 86400
+#: The shortest (a second): counters keep whole milliseconds, so a window of less than
+#: one restarted with every hit and the limit was off in all but name.
+MIN_WINDOW_S = 1
+_LIMIT = re.compile(r"([0-9]+)\s*/\s*([0-9]+(?:\.[0-9]+)?)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +51,15 @@ class Limit:
         turned a limit off (or a window of nothing) is a typo nobody would notice."""
         if text.strip().lower() == "off":
             return cls(0, 0)
-        count, slash, seconds = text.strip().partition("/")
-        try:
-            limit = cls(int(count), float(seconds))
-            valid = bool(slash) and limit.max >= 1 and 0 < limit.window_s <= MAX_WINDOW_S
-        except ValueError:
-            valid = False
-        if not valid:
-            raise ValueError(
-                "a limit is COUNT/SECONDS with COUNT at least 1 and SECONDS above 0 and"
-                f' at most {MAX_WINDOW_S}, or "off" to turn it off'
-            )
-        return limit
+        written = _LIMIT.fullmatch(text.strip())  # not int()/float(): they read "٣", "1e3"
+        if written is not None:
+            limit = cls(int(written[1]), float(written[2]))
+            if limit.max >= 1 and MIN_WINDOW_S <= limit.window_s <= MAX_WINDOW_S:
+                return limit
+        raise ValueError(
+            f"a limit is COUNT/SECONDS with COUNT at least 1 and SECONDS from {MIN_WINDOW_S}"
+            f' to {MAX_WINDOW_S}, or "off" to turn it off'
+        )
 
     @property
     def on(self) -> bool:
