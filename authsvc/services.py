@@ -126,7 +126,10 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
             await close()
         raise
     hasher = PasswordHasher(
-        settings.bcrypt_rounds, settings.effective_hash_threads, settings.hash_queue_max
+        settings.bcrypt_rounds,
+        settings.effective_hash_threads,
+        settings.hash_queue_max,
+        settings.hash_niceness,
     )
 
     async def close_hasher() -> None:

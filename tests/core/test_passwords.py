@@ -105,24 +105,31 @@ async def test_an_admitted_request_holds_its_place_until_it_ends():
         hasher.close()
 
 
-async def test_hashing_threads_run_at_the_lowest_priority():
-    """Linux gives each thread its own nice value (the service's platform)."""
-    hasher = PasswordHasher(rounds=4, threads=1)
-    try:
-        await hasher.hash("pw")  # the thread exists now
-        loop = asyncio.get_running_loop()
-        nice = await loop.run_in_executor(hasher._pool, os.getpriority, os.PRIO_PROCESS, 0)
-        assert nice == HASHING_NICENESS == 19
-        assert os.getpriority(os.PRIO_PROCESS, 0) < nice  # the loop's thread is untouched
-    finally:
-        hasher.close()
+async def test_hashing_threads_run_at_the_event_loops_priority_unless_told():
+    """Linux gives each thread its own nice value (the service's platform). Below the
+    loop's priority, a flood that keeps the loop busy leaves hashing no core at all."""
+    loop = asyncio.get_running_loop()
+    for niceness, expected in ((None, os.getpriority(os.PRIO_PROCESS, 0)), (19, 19)):
+        hasher = (
+            PasswordHasher(rounds=4, threads=1)
+            if niceness is None
+            else PasswordHasher(rounds=4, threads=1, niceness=niceness)
+        )
+        try:
+            await hasher.hash("pw")  # the thread exists now
+            nice = await loop.run_in_executor(hasher._pool, os.getpriority, os.PRIO_PROCESS, 0)
+            assert nice == expected
+        finally:
+            hasher.close()
+    assert HASHING_NICENESS == 0
+    assert os.getpriority(os.PRIO_PROCESS, 0) < 19  # the loop's thread is untouched
 
 
 async def test_a_hash_that_gets_no_core_in_time_is_answered_busy():
     """A hash queued behind others past twice the backlog's pace is given up."""
     hasher = PasswordHasher(rounds=12, threads=1, max_pending=2)
     try:
-        hasher.hash_seconds = 0.01  # as if hashes were quick: a 1 s deadline, the least
+        hasher.hash_wall_seconds = 0.01  # as if hashes were quick: a 1 s deadline, the least
         blocker = asyncio.get_running_loop().run_in_executor(hasher._pool, time.sleep, 1.5)
         started = time.monotonic()
         with pytest.raises(Busy) as busy:
@@ -133,5 +140,19 @@ async def test_a_hash_that_gets_no_core_in_time_is_answered_busy():
         await blocker
         # The given-up hash was dropped from the queue: the pool is free at once.
         assert await hasher.verify("pw", bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode())
+    finally:
+        hasher.close()
+
+
+async def test_a_hash_that_has_begun_is_finished_past_the_deadline():
+    """Its work is spent either way: giving it up turned admitted logins into busy
+    answers just when the cores were scarce (a flood, a loaded machine)."""
+    hasher = PasswordHasher(rounds=15, threads=1, max_pending=2)
+    try:
+        hasher.hash_seconds = hasher.hash_wall_seconds = 0.01  # a 1 s deadline
+        started = time.monotonic()
+        hashed = await hasher.hash("pw")  # about 2 s at 15 rounds
+        assert time.monotonic() - started > 1.0 and hashed.startswith("$2b$15$")
+        assert hasher.pending == 0
     finally:
         hasher.close()
