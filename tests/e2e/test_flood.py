@@ -204,3 +204,41 @@ def test_a_flood_that_ignores_busy_is_held_and_a_login_beside_it_completes(
         assert body["data"]["login"]["errors"] == [
             {"path": "email", "message": "the server is busy, retry later"}
         ]
+
+
+def test_past_the_held_answers_allowed_a_connection_is_closed_at_once(
+    tmp_path, mysql_server, redis_server
+):
+    """Holding costs memory: one held answer allowed here, so a second client asking
+    too soon meanwhile is answered at once and its connection closed."""
+    env = production_env(mysql_server, redis_server) | {
+        "WORKERS": "1", "RATE_LIMIT_LOGIN_PER_IP": "1/60", "REFUSAL_HOLD_MAX_S": "2",
+        "REFUSALS_HELD_MAX": "1",
+    }  # fmt: skip
+    migrate(tmp_path, env)
+    service = ServiceProcess(tmp_path, env)
+    email = new_email()
+    first, second = KeepAlive(service.port), KeepAlive(service.port)
+    try:
+        assert service.graphql(REGISTER, credentials(email))[1]["data"]["register"]["status"] == 201
+        assert first.post(LOGIN, credentials(email))[2]["data"]["login"]["status"] == 200
+        took, headers, body = second.post(LOGIN, credentials(email))  # new: answered at once
+        assert body["data"]["login"]["status"] == 429 and took < 0.5
+        assert first.post(LOGIN, credentials(email))[2]["data"]["login"]["status"] == 429
+        held: list[tuple[float, dict, dict]] = []
+        holding = threading.Thread(
+            target=lambda: held.append(first.post(LOGIN, credentials(email)))
+        )
+        holding.start()  # too soon again, 59 s left: held REFUSAL_HOLD_MAX_S
+        time.sleep(0.5)
+        took, headers, body = second.post(LOGIN, credentials(email))  # too soon too
+        assert body["data"]["login"]["status"] == 429 and took < 0.5
+        assert headers["connection"] == "close" and second.closed_by_server()
+        holding.join(10)
+        took, headers, body = held[0]
+        assert took >= 1.5 and body["data"]["login"]["status"] == 429
+        assert "connection" not in headers
+    finally:
+        first.close()
+        second.close()
+        assert service.terminate() == 0, service.logs()
