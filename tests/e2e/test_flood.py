@@ -63,20 +63,29 @@ def credentials(email: str) -> dict[str, str]:
     return {"email": email, "password": PASSWORD}
 
 
-def test_a_client_that_ignores_429_is_held_then_closed_and_refresh_is_not_held(
-    tmp_path, mysql_server, redis_server
-):
-    env = production_env(mysql_server, redis_server) | {
-        "WORKERS": "1", "RATE_LIMIT_LOGIN_PER_IP": "1/60",
-        "RATE_LIMIT_REFRESH_PER_SESSION": "1/60",
-        "REFUSAL_HOLD_MAX_S": "1", "REFUSALS_IGNORED_MAX": "4",
-    }  # fmt: skip
+def serve(tmp_path, mysql_server, redis_server, settings: dict[str, str]):
+    """A production server with ``settings``, and the email of an account on it."""
+    env = production_env(mysql_server, redis_server) | settings
     migrate(tmp_path, env)
     service = ServiceProcess(tmp_path, env)
     email = new_email()
+    _, body = service.graphql(REGISTER, credentials(email))
+    if body["data"]["register"]["status"] != 201:
+        service.stop()
+        raise AssertionError(body)
+    return service, email
+
+
+def test_a_client_that_ignores_429_is_held_then_closed_and_refresh_is_not_held(
+    tmp_path, mysql_server, redis_server
+):
+    service, email = serve(tmp_path, mysql_server, redis_server, {
+        "WORKERS": "1", "RATE_LIMIT_LOGIN_PER_IP": "1/60",
+        "RATE_LIMIT_REFRESH_PER_SESSION": "1/60",
+        "REFUSAL_HOLD_MAX_S": "1", "REFUSALS_IGNORED_MAX": "4",
+    })  # fmt: skip
     flooder = None
     try:
-        assert service.graphql(REGISTER, credentials(email))[1]["data"]["register"]["status"] == 201
         flooder = KeepAlive(service.port)
         took, headers, body = flooder.post(LOGIN, credentials(email))
         assert body["data"]["login"]["status"] == 200  # the one login a minute allowed
@@ -141,13 +150,10 @@ def test_a_flood_that_ignores_busy_is_held_and_a_login_beside_it_completes(
     send the next login the moment a busy answer comes. Their busy answers cost a worker
     half a millisecond each; answered at once, they kept both event loops busy and no
     hash got a core (0 logins in 10 s)."""
-    env = production_env(mysql_server, redis_server) | {
+    service, email = serve(tmp_path, mysql_server, redis_server, {
         "WORKERS": "2", "BCRYPT_ROUNDS": "12", "RATE_LIMIT_LOGIN_PER_IP": "off",
         "RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT": "off",
-    }  # fmt: skip
-    migrate(tmp_path, env)
-    service = ServiceProcess(tmp_path, env)
-    email = new_email()
+    })  # fmt: skip
     stop = threading.Event()
     answers: list[tuple[float, dict, dict]] = []
     lock = threading.Lock()
@@ -169,7 +175,6 @@ def test_a_flood_that_ignores_busy_is_held_and_a_login_beside_it_completes(
 
     flooders = [threading.Thread(target=flood) for _ in range(FLOOD_CONNECTIONS)]
     try:
-        assert service.graphql(REGISTER, credentials(email))[1]["data"]["register"]["status"] == 201
         for thread in flooders:
             thread.start()
         time.sleep(1)  # the flood is on
@@ -211,16 +216,12 @@ def test_past_the_held_answers_allowed_a_connection_is_closed_at_once(
 ):
     """Holding costs memory: one held answer allowed here, so a second client asking
     too soon meanwhile is answered at once and its connection closed."""
-    env = production_env(mysql_server, redis_server) | {
+    service, email = serve(tmp_path, mysql_server, redis_server, {
         "WORKERS": "1", "RATE_LIMIT_LOGIN_PER_IP": "1/60", "REFUSAL_HOLD_MAX_S": "2",
         "REFUSALS_HELD_MAX": "1",
-    }  # fmt: skip
-    migrate(tmp_path, env)
-    service = ServiceProcess(tmp_path, env)
-    email = new_email()
+    })  # fmt: skip
     first, second = KeepAlive(service.port), KeepAlive(service.port)
     try:
-        assert service.graphql(REGISTER, credentials(email))[1]["data"]["register"]["status"] == 201
         assert first.post(LOGIN, credentials(email))[2]["data"]["login"]["status"] == 200
         took, headers, body = second.post(LOGIN, credentials(email))  # new: answered at once
         assert body["data"]["login"]["status"] == 429 and took < 0.5
