@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 
 from tests.e2e.processes import ServiceProcess
 from tests.e2e.test_serve import migrate, production_env
@@ -64,8 +65,11 @@ def credentials(email: str) -> dict[str, str]:
 
 
 def serve(tmp_path, mysql_server, redis_server, settings: dict[str, str]):
-    """A production server with ``settings``, and the email of an account on it."""
-    env = production_env(mysql_server, redis_server) | settings
+    """A production server with ``settings``, and the email of an account on it. Its
+    own key prefix (under the run's, removed at the end): the limits per address count
+    127.0.0.1, which every test shares."""
+    prefix = f"{redis_server.prefix}{uuid.uuid4().hex[:8]}:"
+    env = production_env(mysql_server, redis_server) | {"REDIS_KEY_PREFIX": prefix} | settings
     migrate(tmp_path, env)
     service = ServiceProcess(tmp_path, env)
     email = new_email()
