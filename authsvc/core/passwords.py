@@ -13,6 +13,7 @@ import math
 import os
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -84,6 +85,9 @@ class PasswordHasher:
         #: wait as told (else a flood takes every place the moment it frees).
         self._places_for_too_soon = max(1, self._max_pending // 2)
         self._threads = threads
+        self._threads_busy = 0
+        #: Hashes waiting for a thread: of callers that wait as told, then of the others.
+        self._turns: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
         self.pending = 0
         #: CPU seconds one hash takes here, a moving average of the hashes done (CPU
         #: time, not wall time: a hash that waited for a core did not cost more).
@@ -172,28 +176,50 @@ class PasswordHasher:
             self.pending -= 1
 
     async def _timed(self, fn: Callable[..., T], *args: bytes) -> T:
-        began: list[float] = []
-
         def timed() -> T:
-            began.append(time.perf_counter())
-            cpu = time.thread_time()
+            wall, cpu = time.perf_counter(), time.thread_time()
             result = fn(*args)
             self.hash_seconds += 0.2 * (time.thread_time() - cpu - self.hash_seconds)
-            wall = time.perf_counter() - began[0]
+            wall = time.perf_counter() - wall
             self.hash_wall_seconds += 0.2 * (wall - self.hash_wall_seconds)
             return result
 
         # The longest a hash may wait for a thread, at twice the backlog's pace in wall
         # time (on cores shared with other work every hash takes longer). One that has
-        # begun is waited for: its work is spent either way, and dropping it would turn
+        # begun is finished: its work is spent either way, and dropping it would turn
         # admitted logins into busy answers just when the cores are scarce.
         deadline_s = 2 * (self._max_pending / self._threads + 1) * self.hash_wall_seconds
-        future = asyncio.get_running_loop().run_in_executor(self._pool, timed)
-        done, _ = await asyncio.wait({future}, timeout=max(1.0, deadline_s))
-        if done or began:
-            return await future
-        future.cancel()  # still queued: dropped from the queue
-        raise Busy(retry_after_s=self.retry_after_s())
+        if not await self._thread_turn(max(1.0, deadline_s)):
+            raise Busy(retry_after_s=self.retry_after_s())
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
+        finally:
+            self._next_turn()
+
+    async def _thread_turn(self, timeout_s: float) -> bool:
+        """Wait until a thread is free for one more hash: False if ``timeout_s`` passes
+        first. Callers that wait as told go before those that ask too soon, so that a
+        flood's hashes, queued first, do not make every other login wait behind them."""
+        if self._threads_busy < self._threads and not any(self._turns):
+            self._threads_busy += 1
+            return True
+        caller = _caller.get()
+        turns = self._turns[1 if caller is not None and caller.too_soon else 0]
+        turn = asyncio.get_running_loop().create_future()
+        turns.append(turn)
+        await asyncio.wait({turn}, timeout=timeout_s)
+        if turn.done():  # its thread was handed over (_next_turn)
+            return True
+        turns.remove(turn)
+        return False
+
+    def _next_turn(self) -> None:
+        """A hash is done: its thread goes to the next waiting, or is free."""
+        for turns in self._turns:
+            if turns:
+                turns.popleft().set_result(None)
+                return
+        self._threads_busy -= 1
 
 
 def _lower_priority(niceness: int) -> None:
