@@ -448,6 +448,7 @@ def beside_logins(server: Process, port: int, label: str, login_connections: int
 
 FLOOD_CONNECTIONS = 64
 POLITE_CONNECTIONS = 4
+FLOOD_LEAD_S = 2.0  # the flood alone, before the others start
 #: refresh beside the flood: a steady load (each connection waits 20 ms between
 #: requests, a fifth or so of what the server can answer), since a refresh load that
 #: takes every core leaves none for hashing, whatever the flood does.
@@ -475,8 +476,8 @@ def flood(server: Process, port: int, refresh_file: Path, logins: Path, seconds:
         env = {"MODE": "login", "EMAILS_FILE": str(logins), "PASSWORD": PASSWORD}
         flooding, flood_result = in_thread(measure, f"login flood ({label})", server, port,
                                            "credentials.lua", FLOOD_CONNECTIONS,
-                                           seconds + 1, env)  # fmt: skip
-        time.sleep(0.5)  # the flood is on
+                                           seconds + FLOOD_LEAD_S + 0.5, env)  # fmt: skip
+        time.sleep(FLOOD_LEAD_S)  # the flood is on, its first logins (all at once) done
         politely, polite_result = in_thread(run_polite, port, emails, PASSWORD,
                                             POLITE_CONNECTIONS, seconds)  # fmt: skip
         refresh = None
