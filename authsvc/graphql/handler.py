@@ -58,8 +58,8 @@ class GraphQLHandler(JSONHandler):
         self.client_ip = self.addresses.resolve(peer, self.request.headers)
         # Behind a proxy its connections carry many clients: the address tells them apart.
         connection = getattr(self.request.connection, "stream", self.request.connection)
-        self.pacing_key = self.client_ip if self.client_ip != peer else connection
-        self.caller = self.pacing.caller(self.pacing_key, self.client_ip)
+        self.paced_connection = connection if self.client_ip == peer else None
+        self.caller = self.pacing.caller(self.paced_connection, self.client_ip)
         admit_as(self.caller)
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -175,8 +175,8 @@ class GraphQLHandler(JSONHandler):
         or its connection closed (graphql/pacing.py); other answers are not delayed."""
         if not self.caller.asked or self.application.settings["in_flight"].draining:
             return
-        retry_after_s = self.hints.retry_after_s
-        if await self.pacing.answered(self.pacing_key, self.client_ip, self.caller, retry_after_s):
+        connection, retry_after_s = self.paced_connection, self.hints.retry_after_s
+        if await self.pacing.answered(connection, self.client_ip, self.caller, retry_after_s):
             self.set_header("Connection", "close")
             self.closing = True
 

@@ -70,9 +70,19 @@ async def test_a_refusal_asked_too_soon_for_is_held_then_the_connection_closed()
     started = time.monotonic()
     assert await paced.answered(conn, "192.0.2.1", caller, 60)
     assert time.monotonic() - started < 0.1
-    # For a while, a new connection from that address starts as too soon.
-    assert paced.caller(Connection(), "192.0.2.1").too_soon
-    assert not paced.caller(Connection(), "192.0.2.2").too_soon
+    # A new connection from that address is judged by the address: too soon, and its
+    # refusal held too (a flood that reconnects each time is paced all the same).
+    fresh = Connection()
+    caller = paced.caller(fresh, "192.0.2.1")
+    assert caller.too_soon and not paced.caller(Connection(), "192.0.2.2").too_soon
+    started = time.monotonic()
+    assert not await paced.answered(fresh, "192.0.2.1", caller, 60)
+    assert 0.15 < time.monotonic() - started < 1
+    # Once a connection has its own record, that record judges it, not the address.
+    other = Connection()
+    await paced.answered(other, "192.0.2.9", paced.caller(other, "192.0.2.9"), 1)
+    clock.now += 1
+    assert not paced.caller(other, "192.0.2.1").too_soon
 
 
 async def test_behind_a_proxy_each_address_is_paced_and_never_closed():
@@ -80,12 +90,13 @@ async def test_behind_a_proxy_each_address_is_paced_and_never_closed():
     closing the proxy's connection would cut the others off."""
     clock = Clock()
     paced = make(clock, hold_max_s=0.05, ignored_max=1)
-    await paced.answered("203.0.113.9", "203.0.113.9", paced.caller("203.0.113.9", "-"), 60)
-    assert paced.caller("203.0.113.9", "203.0.113.9").too_soon
-    assert not paced.caller("203.0.113.10", "203.0.113.10").too_soon
+    await paced.answered(None, "203.0.113.9", paced.caller(None, "203.0.113.9"), 60)
+    assert paced.caller(None, "203.0.113.9").too_soon
+    assert not paced.caller(None, "203.0.113.10").too_soon
     for _ in range(3):
-        caller = paced.caller("203.0.113.9", "203.0.113.9")
-        assert not await paced.answered("203.0.113.9", "203.0.113.9", caller, 60)
+        caller = paced.caller(None, "203.0.113.9")
+        assert not await paced.answered(None, "203.0.113.9", caller, 60)
+    assert len(paced._connections) == 0
 
 
 async def test_held_answers_are_bounded():
@@ -109,12 +120,12 @@ async def test_what_is_remembered_is_bounded(monkeypatch):
     paced = make(clock)
     for i in range(10):
         address = f"198.51.100.{i}"
-        await paced.answered(address, address, paced.caller(address, address), 60)
+        await paced.answered(None, address, paced.caller(None, address), 60)
     assert len(paced._addresses) == 3
-    assert paced.caller("198.51.100.9", "198.51.100.9").too_soon
-    assert not paced.caller("198.51.100.0", "198.51.100.0").too_soon  # forgotten first
+    assert paced.caller(None, "198.51.100.9").too_soon
+    assert not paced.caller(None, "198.51.100.0").too_soon  # forgotten first
     conn = Connection()
     await paced.answered(conn, "192.0.2.1", paced.caller(conn, "192.0.2.1"), 60)
-    assert len(paced._connections) == 1
+    assert len(paced._connections) == 1 and len(paced._addresses) == 3
     del conn  # a closed connection's record goes with it
     assert len(paced._connections) == 0
