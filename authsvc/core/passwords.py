@@ -12,12 +12,13 @@ import functools
 import math
 import os
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import bcrypt
 
@@ -85,9 +86,12 @@ class PasswordHasher:
         #: wait as told (else a flood takes every place the moment it frees).
         self._places_for_too_soon = max(1, self._max_pending // 2)
         self._threads = threads
-        self._threads_busy = 0
         #: Hashes waiting for a thread: of callers that wait as told, then of the others.
-        self._turns: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+        self._jobs: tuple[deque[tuple[Callable[[], Any], Future[Any]]], ...] = (
+            deque(),
+            deque(),
+        )
+        self._jobs_lock = threading.Lock()
         self.pending = 0
         #: CPU seconds one hash takes here, a moving average of the hashes done (CPU
         #: time, not wall time: a hash that waited for a core did not cost more).
@@ -184,42 +188,39 @@ class PasswordHasher:
             self.hash_wall_seconds += 0.2 * (wall - self.hash_wall_seconds)
             return result
 
+        # Callers that wait as told are served first: a flood's hashes, queued first,
+        # must not make every other login wait behind them. The pool runs whichever job
+        # is first when a thread frees (_run_next), so no thread waits on the loop.
+        job: Future[T] = Future()
+        caller = _caller.get()
+        with self._jobs_lock:
+            self._jobs[1 if caller is not None and caller.too_soon else 0].append((timed, job))
+        self._pool.submit(self._run_next)
         # The longest a hash may wait for a thread, at twice the backlog's pace in wall
         # time (on cores shared with other work every hash takes longer). One that has
         # begun is finished: its work is spent either way, and dropping it would turn
         # admitted logins into busy answers just when the cores are scarce.
         deadline_s = 2 * (self._max_pending / self._threads + 1) * self.hash_wall_seconds
-        if not await self._thread_turn(max(1.0, deadline_s)):
+        result = asyncio.wrap_future(job)
+        await asyncio.wait({result}, timeout=max(1.0, deadline_s))
+        if not result.done() and job.cancel():  # still queued: dropped
             raise Busy(retry_after_s=self.retry_after_s())
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
-        finally:
-            self._next_turn()
+        return await result
 
-    async def _thread_turn(self, timeout_s: float) -> bool:
-        """Wait until a thread is free for one more hash: False if ``timeout_s`` passes
-        first. Callers that wait as told go before those that ask too soon, so that a
-        flood's hashes, queued first, do not make every other login wait behind them."""
-        if self._threads_busy < self._threads and not any(self._turns):
-            self._threads_busy += 1
-            return True
-        caller = _caller.get()
-        turns = self._turns[1 if caller is not None and caller.too_soon else 0]
-        turn = asyncio.get_running_loop().create_future()
-        turns.append(turn)
-        await asyncio.wait({turn}, timeout=timeout_s)
-        if turn.done():  # its thread was handed over (_next_turn)
-            return True
-        turns.remove(turn)
-        return False
-
-    def _next_turn(self) -> None:
-        """A hash is done: its thread goes to the next waiting, or is free."""
-        for turns in self._turns:
-            if turns:
-                turns.popleft().set_result(None)
+    def _run_next(self) -> None:
+        """In a pool thread: run the first job queued that is not given up."""
+        while True:
+            with self._jobs_lock:
+                queued = next((jobs.popleft() for jobs in self._jobs if jobs), None)
+            if queued is None:
                 return
-        self._threads_busy -= 1
+            work, job = queued
+            if job.set_running_or_notify_cancel():
+                try:
+                    job.set_result(work())
+                except BaseException as exc:  # for the awaiting caller to raise
+                    job.set_exception(exc)
+                return
 
 
 def _lower_priority(niceness: int) -> None:
