@@ -10,7 +10,7 @@ from typing import Any
 import tornado.routing
 import tornado.web
 
-from authsvc.graphql.client_address import ClientAddressResolver
+from authsvc.graphql.client_address import ClientAddressResolver, UntrustedForwardingWarning
 from authsvc.graphql.endpoints import (
     HealthHandler,
     IntrospectionHandler,
@@ -102,6 +102,7 @@ def make_app(
         max_depth=settings.graphql_max_depth,
         max_aliases=settings.graphql_max_aliases,
         max_root_fields=settings.graphql_max_root_fields,
+        max_fields=settings.graphql_max_fields,
         max_tokens=settings.graphql_max_tokens,
         max_variables_bytes=settings.graphql_max_variables_bytes,
         introspection=settings.introspection_enabled,
@@ -117,7 +118,11 @@ def make_app(
             {
                 "executor": executor,
                 "services": services,
-                "addresses": ClientAddressResolver(settings.trusted_proxy_networks),
+                "addresses": ClientAddressResolver(
+                    settings.trusted_proxy_networks,
+                    settings.ipv6_rate_limit_prefix,
+                    UntrustedForwardingWarning(metrics().untrusted_forwarding.inc),
+                ),
                 "max_body_bytes": settings.max_body_bytes,
                 "batch_max": settings.graphql_batch_max,
                 "graphiql": settings.graphiql_enabled,

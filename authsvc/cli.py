@@ -1,4 +1,4 @@
-"""The ``authsvc`` command: serve, migrate, check-config."""
+"""The ``authsvc`` command line; ``authsvc --help`` lists its commands."""
 
 from __future__ import annotations
 
@@ -25,9 +25,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("authsvc")
 
+#: What the CLI never prints raw: C0, DEL and C1 controls (ESC and CSI move the cursor,
+#: recolour, retitle or fake lines of an operator's terminal), the Unicode line breaks and
+#: the bidirectional controls (which reorder what is shown). A user agent or an old email
+#: row is the client's text, not ours.
+_UNPRINTABLE = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
+    **{code: f"\\u{code:04x}" for code in (0x2028, 0x2029, 0x200E, 0x200F, 0x061C)},
+    **{code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+}
+
+
+def emit(line: str, *, error: bool = False) -> None:
+    """Print one line of CLI output (to stderr when ``error``), every control character
+    in it escaped: all the CLI's printing goes through here."""
+    print(line.translate(_UNPRINTABLE), file=sys.stderr if error else sys.stdout)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="authsvc", description=__doc__)
+    parser = argparse.ArgumentParser(prog="authsvc")
     parser.add_argument("--version", action="version", version=f"authsvc {__version__}")
     parser.add_argument(
         "--env-file", default=".env", help="dotenv file to read (default: .env, if present)"
@@ -74,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("session_id", nargs="?")
     target.add_argument("--all", action="store_true", help="every session of the account")
+    # From the commands themselves, so that it never falls behind them again.
+    parser.description = "JWT authentication service. Commands: " + ", ".join(commands.choices)
     return parser
 
 
@@ -100,9 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from authsvc import services
 
             applied = asyncio.run(services.migrate(settings))
-            for migration in applied:
-                print(f"applied {migration.version:04d}_{migration.name}")
-            print("database is up to date" if not applied else f"{len(applied)} applied")
+            for done in applied:
+                emit(f"applied {done.migration.version:04d}_{done.migration.name}")
+                if done.report:
+                    for line in (done.report.summary, *done.report.problems):
+                        emit(f"  {line}")
+            emit("database is up to date" if not applied else f"{len(applied)} applied")
         elif args.command == "check-config":
             print_config(settings)
         elif args.command == "keys":
@@ -111,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_admin_command(settings, args))
     except (ConfigError, MigrationsPending, StoreUnavailable, DomainError) as exc:
         # One clear line, never a stack trace, for what an operator must fix.
-        print(f"authsvc: {exc}", file=sys.stderr)
+        emit(f"authsvc: {exc}", error=True)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -123,16 +144,16 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.keys_command == "list":
         for info in signing.list_keys(settings):
-            print(f"{'*' if info.signing else ' '} {info.kid}  {info.source}")
+            emit(f"{'*' if info.signing else ' '} {info.kid}  {info.source}")
     elif args.keys_command == "generate":
         info = signing.generate_key(settings)
         state = "signs now" if info.signing else "published; run `authsvc keys rotate` to sign"
-        print(f"generated {info.kid} in {info.source} ({state})")
+        emit(f"generated {info.kid} in {info.source} ({state})")
     elif args.keys_command == "rotate":
         info = signing.rotate_key(settings)
-        print(f"{info.kid} signs now ({info.source}); restart the workers to pick it up")
+        emit(f"{info.kid} signs now ({info.source}); restart the workers to pick it up")
     elif args.keys_command == "remove":
-        print(f"removed {signing.remove_key(settings, args.kid)}")
+        emit(f"removed {signing.remove_key(settings, args.kid)}")
 
 
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> None:
@@ -154,40 +175,40 @@ async def users_create(opened: Services, args: argparse.Namespace) -> None:
         user = await opened.accounts.create_user(args.email, password)
     except InvalidInput as exc:
         raise ConfigError(exc.message) from None
-    print(f"created {user.email} ({user.id})")
+    emit(f"created {user.email} ({user.id})")
 
 
 async def users_list(opened: Services, args: argparse.Namespace) -> None:
     for user in await opened.accounts.list_users(args.limit, args.offset):
         flags = [name for name, on in (("disabled", user.disabled),
                                        ("unconfirmed", not user.confirmed)) if on]  # fmt: skip
-        print(f"{user.id}  {user.email}  {user.created_at.isoformat()}  {','.join(flags) or '-'}")
+        emit(f"{user.id}  {user.email}  {user.created_at.isoformat()}  {','.join(flags) or '-'}")
 
 
 async def users_disable(opened: Services, args: argparse.Namespace) -> None:
     disable = args.users_command == "disable"
     user = await opened.accounts.set_disabled(args.email, disable)
-    print(f"{'disabled' if disable else 'enabled'} {user.email}")
+    emit(f"{'disabled' if disable else 'enabled'} {user.email}")
 
 
 async def users_delete(opened: Services, args: argparse.Namespace) -> None:
     user = await opened.accounts.delete_user(args.email)
-    print(f"deleted {user.email} ({user.id})")
+    emit(f"deleted {user.email} ({user.id})")
 
 
 async def sessions_list(opened: Services, args: argparse.Namespace) -> None:
     user, live = await opened.sessions.sessions_of(args.email)
     for session in live:
-        print(f"{session.id}  created {session.created_at.isoformat()}  "
+        emit(f"{session.id}  created {session.created_at.isoformat()}  "
               f"last used {session.last_used_at.isoformat()}  {session.ip or '-'}  "
               f"{session.user_agent or '-'}")  # fmt: skip
-    print(f"{len(live)} live sessions of {user.email}")
+    emit(f"{len(live)} live sessions of {user.email}")
 
 
 async def sessions_revoke(opened: Services, args: argparse.Namespace) -> None:
     session_id = None if args.all else args.session_id
     ended = await opened.sessions.end_sessions_of(args.email, session_id)
-    print(f"ended {ended} sessions")
+    emit(f"ended {ended} sessions")
 
 
 ADMIN_COMMANDS = {
@@ -213,6 +234,42 @@ def read_password(from_stdin: bool) -> str:
 
 def print_config(settings: Settings) -> None:
     for name, value in settings.masked().items():
-        print(f"{name}={'' if value is None else value}")
-    print(f"# users store: {settings.users_backend}")
-    print(f"# sessions store: {settings.sessions_backend}")
+        emit(f"{name}={'' if value is None else value}")
+    emit(f"# users store: {settings.users_backend}")
+    emit(f"# sessions store: {settings.sessions_backend}")
+    for note in trusted_proxy_notes(settings):
+        emit(f"# {note}")
+
+
+#: A trusted network of more addresses than this holds more than proxies, and any
+#: client inside it can choose its own address (and rate-limit bucket).
+MAX_PROXY_NETWORK_ADDRESSES = 256
+
+
+def trusted_proxy_notes(settings: Settings) -> list[str]:
+    """What check-config says of TRUSTED_PROXIES. It cannot see traffic: the served
+    requests that show a proxy is not trusted are logged and counted by the workers."""
+    networks = settings.trusted_proxy_networks
+    if not networks:
+        return [
+            "trusted proxies: none: X-Forwarded-For and X-Real-IP are ignored, and each "
+            "connection's own address is its client's",
+            "warning: behind a proxy (nginx, a load balancer) TRUSTED_PROXIES must be set "
+            "to its address, or every client shares the proxy's address and its "
+            "per-address rate limits; requests that carry forwarding headers from an "
+            "untrusted peer are logged and counted in authsvc_untrusted_forwarding_total",
+        ]
+    notes = [
+        "trusted proxies: "
+        + ", ".join(map(str, networks))
+        + " (X-Forwarded-For and X-Real-IP are believed from these only)"
+    ]
+    for network in networks:
+        if network.num_addresses > MAX_PROXY_NETWORK_ADDRESSES:
+            notes.append(
+                f"warning: TRUSTED_PROXIES holds {network}, a range of "
+                f"{network.num_addresses} addresses: any client inside it can choose its "
+                "own address and rate-limit bucket with X-Forwarded-For; trust only the "
+                "proxies' own addresses"
+            )
+    return notes

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pythonjsonlogger.orjson import OrjsonFormatter
@@ -59,3 +61,26 @@ def configure_logging(level: str, log_format: Literal["json", "text"] = "text") 
     # with its parameters (emails, password hashes) at DEBUG.
     for noisy in ("tornado.access", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Throttle:
+    """At most one log line per key per ``interval_s``: a condition that hits every
+    request (a store down, a misconfigured proxy) is said once in a while, with how
+    often it happened in between, instead of once per request."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def due(self, key: str) -> int | None:
+        """None while ``key`` was said less than ``interval_s`` ago (this one is held
+        back and counted); otherwise how many were held back since it was last said."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)

@@ -47,6 +47,7 @@ class Metrics:
     hashing_backlog: Gauge
     store_errors: Counter
     pool_connections: Gauge
+    untrusted_forwarding: Counter
     # Per request, looking up labelled children and setting unchanged gauges (each
     # under a lock, in files with several workers) cost more than the counting.
     _children: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
@@ -123,10 +124,15 @@ def _create(registry: CollectorRegistry) -> Metrics:
                                "Spent refresh tokens presented again", registry=registry),
         hashing_backlog=Gauge("authsvc_hashing_backlog", "Passwords waiting or being hashed",
                               registry=registry, **livesum),
-        store_errors=Counter("authsvc_store_errors_total", "Store calls that failed",
-                             ["store"], registry=registry),
+        store_errors=Counter("authsvc_store_errors_total",
+                             "Requests answered SERVICE_UNAVAILABLE, by store and cause",
+                             ["store", "cause"], registry=registry),
         pool_connections=Gauge("authsvc_store_pool_connections", "Database pool connections",
                                ["state"], registry=registry, **livesum),
+        untrusted_forwarding=Counter(
+            "authsvc_untrusted_forwarding", "Requests with X-Forwarded-For, X-Real-IP or "
+            "Forwarded from a peer not in TRUSTED_PROXIES (the headers were ignored)",
+            registry=registry),
     )  # fmt: skip
     audit.subscribe(metrics.on_audit)
     return metrics

@@ -15,6 +15,7 @@ import contextlib
 import gc
 import logging
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -46,6 +47,15 @@ GC_YOUNG_THRESHOLD = 20_000
 #: A worker dying this many times within RESPAWN_WINDOW_S means it cannot run: stop.
 MAX_RESPAWNS = 5
 RESPAWN_WINDOW_S = 30.0
+#: A replacement's wait after the n-th recent death: base * 2^(n-1), at most the cap,
+#: times a random 0.5-1.5 so that workers dying together do not restart together.
+RESPAWN_BASE_DELAY_S = 0.25
+RESPAWN_MAX_DELAY_S = 5.0
+
+
+def respawn_delay_s(recent_deaths: int) -> float:
+    delay = min(RESPAWN_MAX_DELAY_S, RESPAWN_BASE_DELAY_S * 2.0 ** max(0, recent_deaths - 1))
+    return delay * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not a secret
 
 
 def run(settings: Settings) -> int:
@@ -85,11 +95,14 @@ async def check_startup(settings: Settings) -> None:
     await services.close()
 
 
-async def serve(settings: Settings, worker: int = 0, serve_metrics: bool = False) -> None:
+async def serve(
+    settings: Settings, worker: int = 0, serve_metrics: bool = False, during_outage: bool = False
+) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting, let in-flight requests
     finish (up to SHUTDOWN_TIMEOUT_S), close the pools and return. ``serve_metrics``:
-    this process also answers METRICS_PORT (the only worker)."""
-    services = await open_services(settings)
+    this process also answers METRICS_PORT (the only worker). ``during_outage``: start
+    even when a store cannot be reached (see open_services)."""
+    services = await open_services(settings, during_outage=during_outage)
     metrics_server = None
     try:
         if serve_metrics and settings.metrics_port is not None:
@@ -99,7 +112,7 @@ async def serve(settings: Settings, worker: int = 0, serve_metrics: bool = False
         settle_heap()
         # The handler streams bodies and enforces MAX_BODY_BYTES itself with a clear 413;
         # this outer cap only bounds what a chunked upload can make the server read.
-        server = http_server(app, max_body_size=settings.max_body_bytes * 4)
+        server = http_server(app, settings, max_body_size=settings.max_body_bytes * 4)
         sockets = tornado.netutil.bind_sockets(
             settings.app_port, settings.app_host, reuse_port=True
         )
@@ -131,6 +144,7 @@ async def serve(settings: Settings, worker: int = 0, serve_metrics: bool = False
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+SUPERVISOR_SIGNALS = STOP_SIGNALS | {signal.SIGCHLD}
 
 
 async def stop_signalled() -> None:
@@ -148,7 +162,7 @@ def listen_metrics(
     settings: Settings, app: tornado.web.Application
 ) -> tornado.httpserver.HTTPServer:
     assert settings.metrics_port is not None
-    server = tornado.httpserver.HTTPServer(app)
+    server = http_server(app, settings)  # the same bounds on slow clients
     server.listen(settings.metrics_port, settings.metrics_host)
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     return server
@@ -162,45 +176,86 @@ async def serve_aggregated_metrics(settings: Settings) -> None:
 
 
 class Supervisor:
-    """Forks the workers, replaces one that dies, and forwards SIGTERM/SIGINT."""
+    """Forks the workers, replaces one that dies, and forwards SIGTERM/SIGINT.
+
+    A replacement waits a little longer after each recent death (bounded, with jitter),
+    so a worker that cannot stay up is not respawned in a tight loop. Store outages do
+    not kill workers (they start without their stores and connect when they return), so
+    deaths in a row mean something else is wrong: past MAX_RESPAWNS within
+    RESPAWN_WINDOW_S the service stops, with one line saying so."""
 
     def __init__(self, settings: Settings, workers: int) -> None:
         self.settings = settings
         self.workers = workers
         self.children: dict[int, int] = {}  # pid -> worker number
         self.stopping = False
+        self.failed = False
         self.deaths: list[float] = []
+        self.respawns: dict[int, float] = {}  # worker number -> when to start it again
 
     def run(self) -> int:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
+        # Children and stop signals are taken synchronously (sigtimedwait), so that a
+        # replacement can wait for its back-off without a timer thread or a busy loop.
+        signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
         for worker in range(self.workers):
             self._spawn(worker)
         if self.settings.metrics_port is not None:
             self._spawn(METRICS_PROCESS)
         log.info("supervisor (pid %d) started %d workers", os.getpid(), self.workers)
-        failed = False
+        while self.children or (self.respawns and not self.stopping):
+            self._reap()
+            self._respawn_due()
+            if not self.children and (self.stopping or not self.respawns):
+                break
+            received = signal.sigtimedwait(SUPERVISOR_SIGNALS, self._wait_s())
+            if received is not None and received.si_signo in STOP_SIGNALS:
+                self._on_signal(received.si_signo)
+        log.info("supervisor stopped")
+        return 1 if self.failed else 0
+
+    def _reap(self) -> None:
+        """Collect every child that has exited, and plan the replacements."""
         while self.children:
             try:
-                pid, status = os.wait()
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                break
-            worker = self.children.pop(pid, None)  # type: ignore[arg-type]
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            worker = self.children.pop(pid, None)
             if worker is None or self.stopping:
-                failed |= os.waitstatus_to_exitcode(status) != 0
+                self.failed |= os.waitstatus_to_exitcode(status) != 0
                 continue
             metrics.worker_exited(pid)
             log.error("worker %d (pid %d) died (status %d)", worker, pid, status)
             now = time.monotonic()
             self.deaths = [t for t in self.deaths if now - t < RESPAWN_WINDOW_S] + [now]
             if len(self.deaths) > MAX_RESPAWNS:
-                log.error("workers keep dying: stopping")
+                log.error(
+                    "workers died %d times in %.0f s, not for a store outage (the lines "
+                    "above say why): stopping the service",
+                    len(self.deaths),
+                    RESPAWN_WINDOW_S,
+                )
+                self.failed = True
+                self.respawns.clear()
                 self._stop_children()
-                failed = True
                 continue
-            self._spawn(worker)
-        log.info("supervisor stopped")
-        return 1 if failed else 0
+            self.respawns[worker] = now + respawn_delay_s(len(self.deaths))
+
+    def _respawn_due(self) -> None:
+        now = time.monotonic()
+        for worker, due in list(self.respawns.items()):
+            if due <= now and not self.stopping:
+                del self.respawns[worker]
+                self._spawn(worker)
+
+    def _wait_s(self) -> float:
+        """Until the next replacement is due; at most a second (a safety net only: a
+        child's exit and the stop signals wake the wait at once)."""
+        now = time.monotonic()
+        return max(0.0, min([1.0, *(due - now for due in self.respawns.values())]))
 
     def _spawn(self, worker: int) -> None:
         pid = os.fork()
@@ -211,12 +266,14 @@ class Supervisor:
                 # SIGTERM during start-up then drains like any other, instead of killing
                 # a half-started worker.
                 signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
                 if worker == METRICS_PROCESS:
                     run_loop(self.settings, serve_aggregated_metrics(self.settings))
                 else:
-                    run_loop(self.settings, serve(self.settings, worker))
+                    # The start-up check passed before the fork: a store that is down now
+                    # is an outage to ride out, not a reason to die (and be respawned
+                    # into the same outage).
+                    run_loop(self.settings, serve(self.settings, worker, during_outage=True))
             except BaseException:
                 log.exception("worker %d failed", worker)
                 code = 1
@@ -226,7 +283,7 @@ class Supervisor:
                 os._exit(code)
         self.children[pid] = worker
 
-    def _on_signal(self, signum: int, _frame: object) -> None:
+    def _on_signal(self, signum: int) -> None:
         if not self.stopping:
             log.info("supervisor: %s, stopping the workers", signal.Signals(signum).name)
             self.stopping = True

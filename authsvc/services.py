@@ -17,12 +17,12 @@ from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
 from authsvc.core.sessions import SessionPolicy, SessionService
 from authsvc.core.tokens import TokenCodec, TokenType
-from authsvc.core.validation import PasswordPolicy
+from authsvc.core.validation import PasswordPolicy, normalize_email
 from authsvc.settings import ConfigError, Settings
 from authsvc.signing import access_ring, refresh_ring
 from authsvc.stores import mysql
 from authsvc.stores.base import CounterStore, SessionStore, StoreUnavailable, UserStore
-from authsvc.stores.migrations import Migration, MigrationsPending, latest_version
+from authsvc.stores.migrations import Applied, MigrationsPending, latest_version
 from authsvc.stores.redis import RedisConfig, RedisCounterStore, RedisSessionStore
 from authsvc.stores.redis import open_client as open_redis
 
@@ -96,31 +96,38 @@ def mysql_tls(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-async def migrate(settings: Settings) -> list[Migration]:
+async def migrate(settings: Settings) -> list[Applied]:
     """Bring the users database (and the embedded file) to the newest schema."""
     if settings.users_backend == "mysql":
         pool = await mysql.MySQLPool.open(mysql_config(settings))
         try:
-            return await mysql.migrate(pool)
+            return await mysql.migrate(pool, email_rule=normalize_email)
         finally:
             await pool.close()
     from authsvc.stores import sqlite
 
     db = await sqlite.SQLiteDatabase.open(settings.sqlite_path, settings.store_timeout_s)
     try:
-        return await sqlite.migrate(db)
+        return await sqlite.migrate(db, email_rule=normalize_email)
     finally:
         await db.close()
 
 
-async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
+async def open_services(
+    settings: Settings, *, clock: Clock = utc_now, during_outage: bool = False
+) -> Services:
     """Open every store and build the services. Development migrates by itself;
     production raises MigrationsPending when ``authsvc migrate`` has not been run.
-    Raises StoreUnavailable when a configured server cannot be reached."""
+    Raises StoreUnavailable when a configured server cannot be reached, unless
+    ``during_outage`` (a forked worker, after the start-up check has passed): then the
+    services are built anyway, answer SERVICE_UNAVAILABLE (and readiness 503) for what
+    needs the missing server, and connect when it returns."""
     closers: list[Closer] = []
     probes: dict[str, Closer] = {}
     try:
-        users, sessions, counters, pool_usage = await _open_stores(settings, closers, probes)
+        users, sessions, counters, pool_usage = await _open_stores(
+            settings, closers, probes, during_outage
+        )
     except BaseException:
         for close in reversed(closers):
             await close()
@@ -172,12 +179,24 @@ async def open_services(settings: Settings, *, clock: Clock = utc_now) -> Servic
                 reuse_grace_s=settings.refresh_reuse_grace_s,
                 idle_timeout_s=settings.session_idle_timeout_s,
             ),
+            hasher=hasher,
         ),
         closers=closers,
         probes=probes,
         hashing_backlog=lambda: hasher.pending,
         pool_usage=pool_usage,
     )
+
+
+def log_applied(applied: list[Applied]) -> None:
+    """Development migrates by itself: what a migration reports goes to the log."""
+    for done in applied:
+        version, name = done.migration.version, done.migration.name
+        log.info("applied migration %04d_%s", version, name)
+        if done.report:
+            log.info("migration %04d: %s", version, done.report.summary)
+            for problem in done.report.problems:
+                log.warning("migration %04d: %s", version, problem)
 
 
 def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
@@ -194,7 +213,7 @@ def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
 
 
 async def _open_stores(
-    settings: Settings, closers: list[Closer], probes: dict[str, Closer]
+    settings: Settings, closers: list[Closer], probes: dict[str, Closer], during_outage: bool
 ) -> tuple[UserStore, SessionStore, CounterStore, PoolUsage]:
     if "sqlite" in (settings.users_backend, settings.sessions_backend):
         from authsvc.stores import sqlite  # here: aiosqlite stays unloaded otherwise
@@ -208,17 +227,28 @@ async def _open_stores(
             )
             closers.append(sqlite_db.close)
             probes["embedded store"] = sqlite_db.ping
-            await sqlite.migrate(sqlite_db)  # the embedded file is always kept current
+            # The embedded file is always kept current.
+            log_applied(await sqlite.migrate(sqlite_db, email_rule=normalize_email))
         return sqlite_db
 
     users: UserStore
     pool_usage: PoolUsage = lambda: None  # noqa: E731 - the embedded store has no pool
     if settings.users_backend == "mysql":
-        pool = await mysql.MySQLPool.open(mysql_config(settings))
+        try:
+            pool = await mysql.MySQLPool.open(mysql_config(settings))
+            reachable = True
+        except StoreUnavailable as exc:
+            if not during_outage:
+                raise
+            log.warning("starting without the database, connecting when it returns: %s", exc)
+            pool = await mysql.MySQLPool.open(mysql_config(settings), connect=False)
+            reachable = False
         closers.append(pool.close)
         probes["database"] = pool.ping
         pool_usage = pool.usage
-        if settings.is_production:
+        if not reachable:
+            pass  # the start-up check before the fork has seen the schema
+        elif settings.is_production:
             version = await mysql.schema_version(pool)
             if version < latest_version("mysql"):
                 raise MigrationsPending(
@@ -226,8 +256,7 @@ async def _open_stores(
                     f"{latest_version('mysql')}: run `authsvc migrate`"
                 )
         else:
-            for migration in await mysql.migrate(pool):
-                log.info("applied migration %04d_%s", migration.version, migration.name)
+            log_applied(await mysql.migrate(pool, email_rule=normalize_email))
         users = mysql.MySQLUserStore(pool)
     else:
         users = sqlite.SQLiteUserStore(await embedded())
@@ -241,14 +270,14 @@ async def _open_stores(
                 cluster=settings.redis_cluster,
                 sentinels=settings.redis_sentinel_addresses,
                 sentinel_master=settings.redis_sentinel_master,
-            )
+            ),
+            during_outage=during_outage,
         )
         redis_store = RedisSessionStore(
             client, key_prefix=settings.redis_key_prefix, timeout_s=settings.store_timeout_s
         )
         closers.append(redis_store.close)
         probes["redis"] = redis_store.ping
-        await redis_store.ping()
         sessions = redis_store
         counters: CounterStore = RedisCounterStore(
             redis_store.client,

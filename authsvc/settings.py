@@ -18,11 +18,18 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from authsvc.core.ratelimits import Limit
+
 log = logging.getLogger(__name__)
 
 #: HMAC keys shorter than this are refused in production (RFC 7518 §3.2: a key of the
 #: same size as the hash output, 256 bits for HS256).
 MIN_SECRET_BYTES = 32
+
+#: A secret of fewer distinct bytes (36 x "a", "abab…") is no key, whatever its length.
+#: Not 16: a hex secret has only 16 symbols, and a quarter of `openssl rand -hex 32`
+#: outputs lack one of them; 8 refuses none of those (nor 1 in 800 of 32 random digits).
+MIN_SECRET_DISTINCT_BYTES = 8
 
 #: Secrets shipped in examples and tutorials; a production process refuses them.
 EXAMPLE_SECRET_PREFIXES = ("change-me", "changeme", "example", "secret", "your-")
@@ -129,9 +136,11 @@ class Settings(BaseSettings):
     session_idle_timeout_s: int = Field(0, ge=0)
 
     # --- rate limits and lockout: COUNT/SECONDS (a fixed window), or "off" ----------------
+    #: Failed logins per account from one client address (LOCKOUT_* bounds the account
+    #: from all addresses together).
     rate_limit_login_failures_per_account: str = Field("10/900", pattern=_LIMIT)
     rate_limit_login_per_ip: str = Field("30/60", pattern=_LIMIT)
-    rate_limit_register_per_ip: str = Field("20/3600", pattern=_LIMIT)
+    rate_limit_register_per_ip: str = Field("30/300", pattern=_LIMIT)
     rate_limit_refresh_per_session: str = Field("60/60", pattern=_LIMIT)
     rate_limit_password_change_per_account: str = Field("5/3600", pattern=_LIMIT)
     #: Failed logins in a row (reset by a success) after which an account is refused
@@ -173,15 +182,29 @@ class Settings(BaseSettings):
     # --- HTTP ------------------------------------------------------------------------
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     document_cache_size: int = Field(512, ge=0, le=100_000)
+    #: Bounds on waiting for a client, so that a slow or silent one cannot hold a
+    #: connection when nothing sits in front: a new connection's first request headers,
+    #: a request body once its headers are in, and a kept-alive connection between
+    #: requests (longer than nginx's upstream keepalive_timeout, 60 s, so that nginx
+    #: closes an idle connection first and never reuses one just being closed).
+    http_header_timeout_s: float = Field(10.0, gt=0, le=600)
+    http_body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    http_idle_timeout_s: float = Field(75.0, gt=0, le=3600)
 
     #: Addresses or CIDR ranges of the proxies in front (nginx), comma-separated: only
-    #: from these are X-Forwarded-For / X-Real-IP believed.
+    #: from these are X-Forwarded-For / X-Real-IP believed. Only the proxies' own
+    #: addresses: a client inside a trusted range can choose its own address.
     trusted_proxies: str = ""
+    #: Per-address rate limits count an IPv6 client by its network of this prefix
+    #: length (a /64 is commonly one host or one customer); 128: the full address.
+    #: Sessions and logs keep the full address.
+    ipv6_rate_limit_prefix: int = Field(64, ge=32, le=128)
 
     # --- GraphQL limits (checked before any resolver runs) --------------------------------
     graphql_max_depth: int = Field(8, ge=2, le=100)
     graphql_max_aliases: int = Field(10, ge=0, le=10_000)
     graphql_max_root_fields: int = Field(10, ge=1, le=10_000)
+    graphql_max_fields: int = Field(100, ge=1, le=10_000)
     graphql_max_tokens: int = Field(1000, ge=50, le=1_000_000)
     graphql_max_variables_bytes: int = Field(8192, ge=256, le=16 * 1024 * 1024)
     #: Introspection and "Did you mean …" suggestions; unset: on outside production.
@@ -198,6 +221,18 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return parse_networks(self.trusted_proxies)
+
+    @field_validator(
+        "rate_limit_login_failures_per_account",
+        "rate_limit_login_per_ip",
+        "rate_limit_register_per_ip",
+        "rate_limit_refresh_per_session",
+        "rate_limit_password_change_per_account",
+    )
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        Limit.parse(value)  # raises ValueError: 0/N and N/0 are refused, not "off"
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -341,6 +376,8 @@ def secret_problem(secret: SecretStr | None) -> str | None:
         return "is still an example value"
     if len(value.encode()) < MIN_SECRET_BYTES:
         return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    if len(set(value.encode())) < MIN_SECRET_DISTINCT_BYTES:
+        return f"has fewer than {MIN_SECRET_DISTINCT_BYTES} distinct bytes (not random)"
     return None
 
 
@@ -389,7 +426,7 @@ def _fill_development_secrets(settings: Settings) -> Settings:
             stored[name] = secrets.token_urlsafe(48)
             changed = True
     if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the SQLite file's
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(stored, fh)

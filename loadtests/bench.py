@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
+import redis
+
 HERE = Path(__file__).resolve().parent
 WRK_DIR = HERE / "wrk"
 PASSWORD = "bench passphrase 2026"  # noqa: S105 - the bench accounts' own
@@ -200,6 +202,17 @@ def sql(target: dict[str, str], statement: str) -> None:
         conn.cursor().execute(statement)
 
 
+def delete_keys(redis_url: str, prefix: str) -> None:
+    """Remove the run's sessions and counters: they would live on for 30 days."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+
+
 def prepare_sessions(env: dict[str, str], workdir: Path, count: int) -> list[tuple[str, str]]:
     """(access, refresh) pairs of ``count`` sessions, made by a throwaway server at the
     lowest bcrypt cost (same secrets, database and Redis), so preparing is quick."""
@@ -234,6 +247,11 @@ def main() -> int:
     parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of ceiling, refresh and me (medians shown)"
     )
+    parser.add_argument(
+        "--run-id",
+        default=uuid.uuid4().hex[:8],
+        help="names the run's database and Redis keys (both removed at the end)",
+    )
     parser.add_argument("--flood-only", action="store_true", help="the login flood scenario only")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -243,7 +261,7 @@ def main() -> int:
     workers = os.cpu_count() or 1
     hash_s = hash_seconds(args.rounds)
     capacity = workers / hash_s  # hashes per second with every core hashing
-    run_id = uuid.uuid4().hex[:8]
+    run_id = args.run_id
     database = f"authsvc_bench_{run_id}"
     target = mysql_target()
     workdir = Path(tempfile.mkdtemp(prefix="authsvc-bench-"))
@@ -337,6 +355,7 @@ def main() -> int:
             ceiling.stop()
     finally:
         sql(target, f"DROP DATABASE IF EXISTS `{database}`")
+        delete_keys(redis_url, env["REDIS_KEY_PREFIX"])
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(results, workers, args.rounds, hash_s)
     print_flood_goals(flood_goals)

@@ -1,7 +1,7 @@
 """The ceiling of this machine for `make bench`: a bare Tornado endpoint answering a
 small JSON body, with the same worker layout as authsvc (SO_REUSEPORT per process),
 the same event loop (EVENT_LOOP, or authsvc's default: uvloop where installed) and the
-same HTTP server settings (the read chunk size)."""
+same HTTP server settings (the read chunk size, the timeouts' defaults or HTTP_*)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import tornado.web
 
 from authsvc.http_server import http_server
 from authsvc.loops import loop_factory
+from authsvc.settings import Settings
 
 
 class Ping(tornado.web.RequestHandler):
@@ -26,7 +27,8 @@ class Ping(tornado.web.RequestHandler):
 
 
 async def serve(port: int) -> None:
-    server = http_server(tornado.web.Application([(r"/.*", Ping)]))
+    settings = Settings(_env_file=None)
+    server = http_server(tornado.web.Application([(r"/.*", Ping)]), settings)
     server.add_sockets(tornado.netutil.bind_sockets(port, "127.0.0.1", reuse_port=True))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -29,6 +29,10 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ACCESS_SECRET = "test-access-secret-0123456789abcdef0123456789"
 REFRESH_SECRET = "test-refresh-secret-0123456789abcdef012345678"
 
+#: Names everything this run creates on the shared servers (its database, its key prefix,
+#: the bench smoke run's database and keys), so that what it leaves behind can be found.
+RUN_ID = uuid.uuid4().hex[:12]
+
 
 @dataclass(frozen=True)
 class MySQLServer:
@@ -65,7 +69,7 @@ def mysql_server() -> Iterator[MySQLServer]:
         port=url.port or 3306,
         user=unquote(url.username or "root"),
         password=unquote(url.password or ""),
-        database=f"authsvc_test_{uuid.uuid4().hex[:12]}",
+        database=f"authsvc_test_{RUN_ID}",
     )
     try:
         conn = server.connect()
@@ -77,13 +81,20 @@ def mysql_server() -> Iterator[MySQLServer]:
         yield server
     finally:
         with server.connect() as conn:
-            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{server.database}`")
+            cursor = conn.cursor()
+            cursor.execute(f"DROP DATABASE IF EXISTS `{server.database}`")
+            cursor.execute("SHOW DATABASES LIKE %s", (f"%{RUN_ID}%",))
+            left = [row[0] for row in cursor.fetchall()]
+            for name in left:
+                cursor.execute(f"DROP DATABASE `{name}`")
+        if left:
+            pytest.fail(f"the tests left databases behind (now dropped): {left}")
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """The Redis of TEST_REDIS_URL with a key prefix of this run; its keys are deleted."""
-    server = RedisServer(url=REDIS_URL, prefix=f"authsvc-test-{uuid.uuid4().hex[:12]}:")
+    server = RedisServer(url=REDIS_URL, prefix=f"authsvc-test-{RUN_ID}:")
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
     try:
         client.ping()
@@ -95,7 +106,23 @@ def redis_server() -> Iterator[RedisServer]:
         keys = list(client.scan_iter(match=server.prefix + "*", count=1000))
         if keys:
             client.delete(*keys)
+        # Anything else named after this run came from outside the prefix (a subprocess
+        # with a namespace of its own, such as the bench) and was not cleaned up.
+        left = list(client.scan_iter(match=f"*{RUN_ID}*", count=1000))
+        if left:
+            client.delete(*left)
         client.close()
+        if left:
+            pytest.fail(
+                f"the tests left {len(left)} Redis keys behind (now deleted), e.g. {left[0]!r}"
+            )
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """What names this run's databases and keys (RUN_ID): a subprocess that makes its
+    own takes it into their names, so that a leak of its is found."""
+    return RUN_ID
 
 
 def settings_for(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -77,11 +78,37 @@ def test_production_accepts_a_complete_configuration():
     assert settings.is_production and settings.users_backend == "mysql"
 
 
+def test_random_secrets_of_any_common_alphabet_pass_the_variety_check():
+    # Hex has only 16 symbols: a threshold of 16 would refuse most `openssl rand -hex 16`.
+    for _ in range(200):
+        for secret in (secrets.token_hex(16), secrets.token_hex(32), secrets.token_urlsafe(32)):
+            settings = production(jwt_access_secret=secret)
+            assert settings.jwt_access_secret.get_secret_value() == secret
+
+
+def test_a_refused_secret_is_not_echoed():
+    with pytest.raises(ConfigError) as refused:
+        production(jwt_access_secret="q" * 40)
+    assert "q" * 8 not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"jwt_access_secret": None}, "JWT_ACCESS_SECRET is missing"),
         ({"jwt_refresh_secret": "short"}, "JWT_REFRESH_SECRET is shorter than 32 bytes"),
+        (
+            {"jwt_access_secret": "a" * 36},
+            "JWT_ACCESS_SECRET has fewer than 8 distinct bytes (not random)",
+        ),
+        (
+            {"jwt_refresh_secret": "abcdefg" * 6},
+            "JWT_REFRESH_SECRET has fewer than 8 distinct bytes (not random)",
+        ),
+        (
+            {"introspection_client_secret": "xy" * 20},
+            "INTROSPECTION_CLIENT_SECRET has fewer than 8 distinct bytes (not random)",
+        ),
         (
             {"jwt_access_secret": "change-me-access-secret-at-least-32-bytes"},
             "JWT_ACCESS_SECRET is still an example value",
@@ -105,6 +132,25 @@ def test_production_refuses_with_one_line_naming_the_setting(changes, message):
     assert GOOD_ACCESS not in text and GOOD_REFRESH not in text
 
 
+@pytest.mark.parametrize("value", ["0/60", "10/0", "10/0.0", "00/900"])
+@pytest.mark.parametrize("name", ["rate_limit_login_per_ip", "rate_limit_refresh_per_session"])
+def test_a_limit_of_zero_is_refused_not_read_as_off(name, value):
+    """0/N silently turned a limit off, and 10/0 passed only to crash `serve`."""
+    with pytest.raises(ConfigError) as refused:
+        production(**{name: value})
+    text = str(refused.value)
+    assert text.startswith(f"{name.upper()}: a limit is COUNT/SECONDS"), text
+    assert '"off" to turn it off' in text and "\n" not in text
+
+
+def test_off_and_counts_per_window_are_limits():
+    settings = production(rate_limit_login_per_ip="off", rate_limit_register_per_ip="1/0.5")
+    assert (settings.rate_limit_login_per_ip, settings.rate_limit_register_per_ip) == (
+        "off",
+        "1/0.5",
+    )
+
+
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "DB_", "REDIS_"))}
     return subprocess.run(
@@ -124,6 +170,14 @@ def test_bad_configuration_is_one_line_and_exit_2_never_a_traceback(tmp_path):
     result = run_cli("check-config", env={"JWT_ACCESS_AGE_S": "soon"}, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "JWT_ACCESS_AGE_S: Input should be a valid integer" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+def test_a_zero_limit_stops_the_cli_with_one_line(tmp_path, command):
+    result = run_cli(command, env={"RATE_LIMIT_LOGIN_PER_IP": "10/0"}, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("authsvc: RATE_LIMIT_LOGIN_PER_IP: a limit is COUNT/SECONDS")
 
 
 def test_check_config_masks_secrets(tmp_path):

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from dataclasses import dataclass
 
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import Busy, FieldError, InvalidInput, UnknownUser, invalid_login
 from authsvc.core.passwords import PasswordHasher
-from authsvc.core.ratelimits import RateLimiter
+from authsvc.core.ratelimits import Limit, RateLimited, RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
-from authsvc.stores.base import DuplicateEmail, SessionStore, User, UserStore
+from authsvc.stores.base import DuplicateEmail, SessionStore, StoreUnavailable, User, UserStore
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A login's credentials, checked: the user, and the user's revocation epoch read
+    before the user was (the login's session must be created under it)."""
+
+    user: User
+    epoch: int
 
 
 class AccountService:
@@ -75,15 +86,17 @@ class AccountService:
         audit("registered", user_id=user.id)
         return user
 
-    async def check_credentials(self, email: str, password: str, client_ip: str) -> User:
-        """The user whose email and password these are, if they may log in.
+    async def check_credentials(self, email: str, password: str, client_ip: str) -> Verified:
+        """The user whose email and password these are, if they may log in, and the
+        revocation epoch to create the login's session under (SessionStore.create).
 
         Raises Busy at once when the hashing backlog is full. Raises RateLimited, before
-        any hashing, past the attempts allowed from ``client_ip`` or the failures
-        allowed on the account (also for an email with no account, so limits tell
+        any hashing, past the attempts allowed from ``client_ip``, the failures allowed
+        on the account from ``client_ip``, or the failures in a row allowed on the
+        account from every address (also for an email with no account, so limits tell
         nothing either). Raises the one "invalid login"
         InvalidInput for an unknown email, a wrong password, a disabled or an
-        unconfirmed account, after the same hash work. A hash of fewer rounds than
+        unconfirmed account, after the same hash work. A hash of other rounds than
         configured is replaced on success.
         """
         # Busy first: the cheapest refusal (no store is asked under a flood), and an
@@ -91,40 +104,74 @@ class AccountService:
         with self._hasher.admitted():
             return await self._check_credentials(email, password, client_ip)
 
-    async def _check_credentials(self, email: str, password: str, client_ip: str) -> User:
+    async def _check_credentials(self, email: str, password: str, client_ip: str) -> Verified:
         limits = self._limiter.policy
         email = normalize_email(email)
+        # Each attempt is counted as a failure before its password is hashed (and given
+        # back or cleared after): counted only after the hash, every attempt in flight
+        # passed the check, and 20 parallel guesses against 10/900 were all evaluated.
         await self._limiter.hit("login-ip", client_ip, limits.login_attempts_per_ip)
-        await self._limiter.check("login-fail", email, limits.login_failures_per_account)
-        await self._limiter.check("login-streak", email, limits.consecutive_failures)
+        # Short window per account *and address*: one attacker's address cannot lock
+        # the owner out. The long window bounds the account from all addresses.
+        reserved = [
+            ("login-fail", _account_at(email, client_ip), limits.login_failures_per_account),
+            ("login-streak", email, limits.consecutive_failures),
+        ]
+        held: list[tuple[str, str, Limit]] = []
         try:
-            user = await self._verified_user(email, password)
-        except Busy:
-            raise  # the hash was given up (no core for it in time): not an attempt
-        except InvalidInput:
-            audit("login_failed")  # no email: an unknown one may be a user's password typo
-            await self._limiter.count("login-fail", email, limits.login_failures_per_account)
-            await self._limiter.count("login-streak", email, limits.consecutive_failures)
+            for scope, subject, limit in reserved:
+                await self._limiter.hit(scope, subject, limit)
+                held.append((scope, subject, limit))
+            verified = await self._verified_user(email, password)
+        except (RateLimited, Busy):  # refused, or the hash given up: no password tried
+            await self._give_back(held)
             raise
-        await self._limiter.reset("login-fail", email)
-        await self._limiter.reset("login-streak", email)
-        return user
+        except InvalidInput:  # a failure: it stays counted
+            audit("login_failed")  # no email: an unknown one may be a user's password typo
+            raise
+        except BaseException:  # a store down: no attempt either
+            await self._give_back(held)
+            raise
+        for scope, subject, _ in reserved:
+            await self._limiter.reset(scope, subject)
+        return verified
 
-    async def _verified_user(self, email: str, password: str) -> User:
+    async def _give_back(self, held: list[tuple[str, str, Limit]]) -> None:
+        # Kept counted if the store is down: an error should not hide the first one,
+        # and an attempt too many only errs on the safe side.
+        with contextlib.suppress(StoreUnavailable):
+            for scope, subject, limit in held:
+                await self._limiter.give_back(scope, subject, limit)
+
+    async def _verified_user(self, email: str, password: str) -> Verified:
+        # Revocation wins (DESIGN §6): the epoch is read before the user row that is
+        # judged, so a disable, delete or new password that lands after that read has
+        # bumped the epoch after it too, and the login's session is refused at create.
+        # The first read only finds the id; an unknown email reads the epoch of no one
+        # (a random id: no key is hot under a flood) and the row again, so every login
+        # takes the same round trips and timing tells nothing.
+        known = await self._users.get_by_email(email)
+        epoch = await self._sessions.epoch(known.id if known else str(uuid.uuid4()))
         user = await self._users.get_by_email(email)
-        if user is None:
+        if user is None or known is None or user.id != known.id:  # gone, or made anew
             await self._hasher.burn()
             raise invalid_login()
         # The password is checked first, always: answering "not confirmed" before it
         # (as the Node service did) told anyone which emails have accounts.
-        if not await self._hasher.verify(password, user.password_hash):
+        matched = await self._hasher.verify(password, user.password_hash)
+        if not matched or user.disabled or (self._email_confirmation and not user.confirmed):
+            # Every refusal costs one hash at BCRYPT_ROUNDS: a cheaper, older hash
+            # (imported, or made before the rounds were raised) would answer sooner.
+            await self._hasher.burn(checked=user.password_hash)
             raise invalid_login()
-        if user.disabled or (self._email_confirmation and not user.confirmed):
-            raise invalid_login()
+        # A success costs more on a cheaper hash (the rehash): only the owner sees it.
         if self._hasher.needs_rehash(user.password_hash):
             new_hash = await self._hasher.hash(password)
-            await self._users.set_password_hash(user.id, new_hash, self._clock())
-        return user
+            # Only over the hash just checked: a password changed meanwhile stays.
+            await self._users.set_password_hash(
+                user.id, new_hash, self._clock(), replacing=user.password_hash
+            )
+        return Verified(user, epoch)
 
     async def change_password(
         self, user: User, current_password: str, new_password: str, keep_session: str
@@ -141,7 +188,9 @@ class AccountService:
             raise InvalidInput(errors)
         new_hash = await self._hasher.hash(new_password)
         await self._users.set_password_hash(user.id, new_hash, self._clock())
-        await self._sessions.delete_all_for_user(user.id, keep=keep_session)
+        # After the new hash is stored (SessionStore.revoke_all): a login that read the
+        # old hash is refused, however long its hash takes; the caller's session goes on.
+        await self._sessions.revoke_all(user.id, keep=keep_session)
         audit("password_changed", user_id=user.id)
 
     async def find(self, email: str) -> User:
@@ -155,22 +204,31 @@ class AccountService:
         return await self._users.list(limit, offset)
 
     async def delete_user(self, email: str) -> User:
-        """Delete an account and end its sessions. Raises UnknownUser."""
+        """Delete an account and end its sessions, also those of logins in flight.
+        Raises UnknownUser."""
         user = await self.find(email)
-        await self._sessions.delete_all_for_user(user.id)
+        # The row first, then the revocation: a login that reads the epoch after it
+        # finds no user (SessionStore.revoke_all).
         await self._users.delete(user.id)
+        await self._sessions.revoke_all(user.id)
         audit("user_deleted", user_id=user.id)
         return user
 
     async def set_disabled(self, email: str, disabled: bool) -> User:
-        """Disable (ending every session at once) or enable an account.
-        Raises UnknownUser."""
+        """Disable (ending every session at once, also those of logins in flight) or
+        enable an account. Raises UnknownUser."""
         user = await self.find(email)
         await self._users.set_disabled(user.id, disabled, self._clock())
-        if disabled:
-            await self._sessions.delete_all_for_user(user.id)
+        if disabled:  # after the row changed (SessionStore.revoke_all)
+            await self._sessions.revoke_all(user.id)
         audit("user_disabled" if disabled else "user_enabled", user_id=user.id)
         return user
+
+
+def _account_at(email: str, client_ip: str) -> str:
+    """The subject of an account's failures from one address. The address holds no
+    NUL and comes last, so no other email and address make the same subject."""
+    return f"{email}\0{client_ip}"
 
 
 def _email_taken() -> InvalidInput:

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import math
 import os
-import secrets
+import re
 import threading
 import time
 from collections import deque
@@ -26,6 +26,12 @@ from authsvc.core.errors import Busy
 from authsvc.core.validation import BCRYPT_MAX_PASSWORD_BYTES
 
 T = TypeVar("T")
+
+#: The costs bcrypt accepts.
+MIN_ROUNDS, MAX_ROUNDS = 4, 31
+
+#: A bcrypt hash: version, two-digit cost, 22 characters of salt and 31 of digest.
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 
 #: Set while a request holds its place in the backlog (PasswordHasher.admitted).
 _admitted: ContextVar[bool] = ContextVar("authsvc_hashing_admitted", default=False)
@@ -98,7 +104,9 @@ class PasswordHasher:
         self.hash_seconds = 0.25
         #: The same in wall time, waiting for a core included: the backlog's pace.
         self.hash_wall_seconds = 0.25
-        self._decoy_hash: bytes | None = None
+        #: A decoy per cost up to ``rounds``, made now: the first unknown email of a
+        #: worker costs what every later one does (no decoy is made on first use).
+        self.decoys = {cost: _decoy(cost) for cost in range(MIN_ROUNDS, rounds + 1)}
 
     @contextlib.contextmanager
     def admitted(self) -> Iterator[None]:
@@ -138,54 +146,88 @@ class PasswordHasher:
         return hashed.decode("ascii")
 
     async def verify(self, password: str, hashed: str) -> bool:
-        """Whether ``password`` matches ``hashed``. Costs one hash whatever the input."""
+        """Whether ``password`` matches ``hashed``. Costs one hash at ``hashed``'s cost
+        whatever the input (at ``rounds`` for a malformed hash, which matches nothing)."""
         secret = password.encode()
-        if len(secret) > BCRYPT_MAX_PASSWORD_BYTES:
-            # No stored password is this long; spend the same work and say no.
+        cost = self.cost_of(hashed)
+        if cost is None:
             await self.burn()
             return False
         try:
-            return await self._run(bcrypt.checkpw, secret, hashed.encode("ascii"))
-        except ValueError:  # a malformed stored hash matches nothing
+            # No stored password is longer than bcrypt reads (bcrypt 5 raises on it):
+            # an overlong one is hashed as far as bcrypt reads, for the same work, and
+            # matches nothing.
+            matched = await self._run(
+                bcrypt.checkpw,
+                secret[:BCRYPT_MAX_PASSWORD_BYTES],
+                hashed.encode("ascii"),
+                measured=cost == self.rounds,
+            )
+        except ValueError:  # a stored hash bcrypt cannot read matches nothing
+            await self._run(_check_decoys, b"not the decoy", self._decoy_of(cost), measured=False)
             return False
+        return matched and len(secret) <= BCRYPT_MAX_PASSWORD_BYTES
+
+    def cost_of(self, hashed: str) -> int | None:
+        """The bcrypt cost ``hashed`` was made with (``$2b$12$…``: the third field), or
+        None for what is no bcrypt hash."""
+        match = _BCRYPT_HASH.fullmatch(hashed)
+        cost = int(match[1]) if match else 0
+        return cost if MIN_ROUNDS <= cost <= MAX_ROUNDS else None
 
     def needs_rehash(self, hashed: str) -> bool:
-        """Whether ``hashed`` was made with fewer rounds than configured now
-        (``$2b$12$…``: the cost is the third field)."""
-        try:
-            return int(hashed.split("$")[2]) < self.rounds
-        except (IndexError, ValueError):
-            return False
+        """Whether ``hashed`` was made with other rounds than configured now, fewer or
+        more (as Django's ``must_update``): the next login makes every hash cost what
+        the settings say, and an account's response times tell nothing of its past."""
+        cost = self.cost_of(hashed)
+        return cost is not None and cost != self.rounds
 
-    async def burn(self) -> None:
-        """Spend the work of one verification: login for an unknown email must cost the
-        same as a wrong password, or response times would tell which emails exist."""
-        if self._decoy_hash is None:
-            decoy = secrets.token_bytes(16)
-            self._decoy_hash = await self._run(bcrypt.hashpw, decoy, bcrypt.gensalt(self.rounds))
-        await self._run(bcrypt.checkpw, b"not the decoy", self._decoy_hash)
+    async def burn(self, checked: str | None = None) -> None:
+        """Spend what is left of one verification at ``rounds``, so that every refused
+        login costs the same work and response times tell nothing: which emails have
+        an account (``checked`` None: one whole verification, against a decoy), and
+        which accounts have an older, cheaper hash.
+
+        After a verification against ``checked`` of cost r below ``rounds`` R, decoys of
+        costs r, r+1, …, R-1: bcrypt's work doubles with each cost, so
+        2^r + (2^r + 2^(r+1) + … + 2^(R-1)) = 2^R, exactly one verification at R (Django's
+        ``harden_runtime`` makes up the same gap with 2^(R-r) - 1 hashes at cost r). A
+        hash of cost R or more leaves nothing to spend."""
+        if checked is None:
+            costs = [self.rounds]
+        else:
+            spent = self.cost_of(checked)
+            costs = list(range(spent, self.rounds)) if spent is not None else []
+        if costs:
+            decoys = (self._decoy_of(cost) for cost in costs)
+            await self._run(_check_decoys, b"not the decoy", *decoys, measured=not checked)
+
+    def _decoy_of(self, cost: int) -> bytes:
+        return self.decoys.get(cost) or _decoy(cost)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, fn: Callable[..., T], *args: bytes) -> T:
+    async def _run(self, fn: Callable[..., T], *args: bytes, measured: bool = True) -> T:
         """Run ``fn`` on the pool. Raises Busy when the backlog is full, unless the
-        caller was admitted already."""
+        caller was admitted already. ``measured``: the work of one hash at ``rounds``,
+        a sample for ``hash_seconds``."""
         if _admitted.get():
-            return await self._timed(fn, *args)
+            return await self._timed(fn, args, measured)
         self._take_place()
         try:
-            return await self._timed(fn, *args)
+            return await self._timed(fn, args, measured)
         finally:
             self.pending -= 1
 
-    async def _timed(self, fn: Callable[..., T], *args: bytes) -> T:
+    async def _timed(self, fn: Callable[..., T], args: tuple[bytes, ...], measured: bool) -> T:
         def timed() -> T:
             wall, cpu = time.perf_counter(), time.thread_time()
             result = fn(*args)
-            self.hash_seconds += 0.2 * (time.thread_time() - cpu - self.hash_seconds)
-            wall = time.perf_counter() - wall
-            self.hash_wall_seconds += 0.2 * (wall - self.hash_wall_seconds)
+            if measured:
+                self.hash_seconds += 0.2 * (time.thread_time() - cpu - self.hash_seconds)
+                wall = time.perf_counter() - wall
+                self.hash_wall_seconds += 0.2 * (wall - self.hash_wall_seconds)
             return result
 
         # Callers that wait as told are served first: a flood's hashes, queued first,
@@ -221,6 +263,20 @@ class PasswordHasher:
                 except BaseException as exc:  # for the awaiting caller to raise
                     job.set_exception(exc)
                 return
+
+
+def _decoy(cost: int) -> bytes:
+    """A hash of cost ``cost`` of nothing anyone knows, made without hashing: bcrypt
+    checks a password by hashing it with the stored salt and cost and comparing, so a
+    salt and any digest cost exactly what a real hash of that cost does to check."""
+    return bcrypt.gensalt(cost) + b"." * 31
+
+
+def _check_decoys(secret: bytes, *decoys: bytes) -> bool:
+    """Check ``secret`` against each decoy (one pool job for them all); never a match."""
+    for decoy in decoys:
+        bcrypt.checkpw(secret, decoy)
+    return False
 
 
 def _lower_priority(niceness: int) -> None:

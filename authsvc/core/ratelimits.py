@@ -2,11 +2,13 @@
 worker process and host.
 
 Fixed windows: the first counted hit starts a window of ``window_s``; past ``max`` hits
-the subject is refused until the window ends. Refusals are decided before any password
-is hashed or anything is written. Lockout is therefore always temporary and bounded by
-its window, and a second, longer counter of consecutive failures (reset by a success)
-makes sure an account never takes more than 100 failed attempts in a row
-(NIST SP 800-63B §5.2.2).
+the subject is refused until the window ends. A hit is counted before it is judged
+(increment, then compare, in one atomic step of the store), so attempts that arrive
+together cannot all pass a check that none of them has counted yet: refusals are decided
+before any password is hashed or anything is written, and N + k parallel attempts do
+the work of at most N. Lockout is therefore always temporary and bounded by its window,
+and a second, longer counter of consecutive failures (reset by a success) makes sure an
+account never takes more than 100 failed attempts in a row (NIST SP 800-63B §5.2.2).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from authsvc.stores.base import CounterStore
 #: NIST SP 800-63B §5.2.2: no more than 100 consecutive failed attempts on one account.
 MAX_CONSECUTIVE_FAILURES = 100
 
+#: The longest window a limit may have (a year): a longer one is a typo, and Redis
+#: refuses expiry times that overflow.
+MAX_WINDOW_S = 366 * 86400
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -34,13 +40,23 @@ class Limit:
 
     @classmethod
     def parse(cls, text: str) -> Limit:
-        """``"10/900"``: 10 per 900 seconds; ``"off"``. Raises ValueError."""
+        """``"10/900"``: 10 per 900 seconds; ``"off"``. Raises ValueError with one line.
+
+        ``"0/900"`` and ``"10/0"`` are refused, not read as "off": a zero that silently
+        turned a limit off (or a window of nothing) is a typo nobody would notice."""
         if text.strip().lower() == "off":
             return cls(0, 0)
-        count, _, seconds = text.partition("/")
-        limit = cls(int(count), float(seconds))
-        if limit.max < 0 or limit.window_s <= 0:
-            raise ValueError(f"{text!r} is not COUNT/SECONDS")
+        count, slash, seconds = text.strip().partition("/")
+        try:
+            limit = cls(int(count), float(seconds))
+            valid = bool(slash) and limit.max >= 1 and 0 < limit.window_s <= MAX_WINDOW_S
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError(
+                "a limit is COUNT/SECONDS with COUNT at least 1 and SECONDS above 0 and"
+                f' at most {MAX_WINDOW_S}, or "off" to turn it off'
+            )
         return limit
 
     @property
@@ -50,12 +66,16 @@ class Limit:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitPolicy:
+    #: Failed logins per account from one client address (the short window): one
+    #: attacker's address cannot lock the account's owner out.
     login_failures_per_account: Limit
     login_attempts_per_ip: Limit
     registrations_per_ip: Limit
     refreshes_per_session: Limit
     password_changes_per_account: Limit
-    consecutive_failures: Limit  # max <= MAX_CONSECUTIVE_FAILURES
+    #: Failed logins per account in a row from every address together (the long
+    #: window, reset by a success); max <= MAX_CONSECUTIVE_FAILURES.
+    consecutive_failures: Limit
 
 
 class RateLimited(InvalidInput):
@@ -81,19 +101,13 @@ class RateLimiter:
         self.policy = policy
 
     async def hit(self, scope: str, subject: str, limit: Limit, path: str = "email") -> None:
-        """Count an attempt; raises RateLimited when it is one too many."""
+        """Count an attempt, then judge it (one atomic step: the attempt holds its place
+        from now on); raises RateLimited when it is one too many. An attempt that then
+        does no work after all may be given back (``give_back``)."""
         if not limit.on:
             return
         counter = await self._counters.increment(_key(scope, subject), limit.window_s)
         if counter.count > limit.max:
-            raise self.refused(scope, counter.resets_at, path)
-
-    async def check(self, scope: str, subject: str, limit: Limit, path: str = "email") -> None:
-        """Raise RateLimited if ``limit`` is used up already; counts nothing."""
-        if not limit.on:
-            return
-        counter = await self._counters.peek(_key(scope, subject))
-        if counter is not None and counter.count >= limit.max:
             raise self.refused(scope, counter.resets_at, path)
 
     def refused(self, scope: str, resets_at: datetime, path: str = "email") -> RateLimited:
@@ -102,10 +116,11 @@ class RateLimiter:
         audit("rate_limited", log=False, scope=scope)
         return RateLimited(self._seconds_until(resets_at), path)
 
-    async def count(self, scope: str, subject: str, limit: Limit) -> None:
-        """Count a failure without refusing anything now (``check`` refuses later)."""
+    async def give_back(self, scope: str, subject: str, limit: Limit) -> None:
+        """Uncount one ``hit`` that did none of the work it was counted for (refused by
+        another limit, or given up as busy before its hash ran)."""
         if limit.on:
-            await self._counters.increment(_key(scope, subject), limit.window_s)
+            await self._counters.decrement(_key(scope, subject))
 
     async def reset(self, scope: str, subject: str) -> None:
         await self._counters.reset(_key(scope, subject))

@@ -5,6 +5,12 @@ the store keeps hashes of token jtis, never tokens. ``renew`` rotates the refres
 the presented one is spent, and presenting a spent one again revokes the whole session
 (the family), except a retry with the immediate parent within the grace window.
 Access tokens name their session too, and operations that take one check it is alive.
+
+Revocation wins every race (DESIGN §6): disable, delete, a new password, logoutAll and
+the admin's "end all" bump the user's revocation epoch in the session store after
+changing the users database; a login reads the epoch before it reads the user and
+creates its session only if the epoch has not moved since, and every use of a session
+checks it is of the current epoch (SessionStore, in the same round trip).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from datetime import timedelta
 from authsvc.core.accounts import AccountService
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
-from authsvc.core.errors import RotationRequired, Unauthorized
+from authsvc.core.errors import RotationRequired, Unauthorized, invalid_login
+from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.tokens import Claims, TokenCodec
 from authsvc.stores.base import (
@@ -45,8 +52,14 @@ MAX_USER_AGENT_CHARS = 256
 
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
-    ip: str = ""
+    ip: str = ""  # the client's own address: kept on its sessions, shown to people
     user_agent: str = ""
+    #: What per-address limits count (an IPv6 client's network); empty: ``ip``.
+    limit_subject: str = ""
+
+    @property
+    def limited_as(self) -> str:
+        return self.limit_subject or self.ip
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +114,10 @@ class SessionService:
         clock: Clock,
         limiter: RateLimiter,
         policy: SessionPolicy,
+        *,
+        hasher: PasswordHasher,
     ) -> None:
+        self._hasher = hasher
         self._limiter = limiter
         self._user_cache: OrderedDict[str, tuple[float, User | None]] = OrderedDict()
         self._user_reads: dict[str, asyncio.Future[User | None]] = {}
@@ -114,23 +130,27 @@ class SessionService:
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         """Check the credentials and start a session. Raises InvalidInput ("invalid
-        login") for any refusal."""
-        user = await self._accounts.check_credentials(email, password, client.ip)
+        login") for any refusal, also when the account was revoked (disabled, deleted,
+        given a new password, logged out everywhere) while the password was checked."""
+        verified = await self._accounts.check_credentials(email, password, client.limited_as)
+        user = verified.user
         now = self._clock()
         session_id = secrets.token_hex(16)
         refresh_jti = secrets.token_hex(16)
-        await self._sessions.create(
-            Session(
-                id=session_id,
-                user_id=user.id,
-                refresh_jti_hash=jti_hash(refresh_jti),
-                created_at=now,
-                last_used_at=now,
-                expires_at=now + timedelta(seconds=self._tokens.refresh.lifetime_s),
-                user_agent=client.user_agent[:MAX_USER_AGENT_CHARS],
-                ip=client.ip,
-            )
+        session = Session(
+            id=session_id,
+            user_id=user.id,
+            refresh_jti_hash=jti_hash(refresh_jti),
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + timedelta(seconds=self._tokens.refresh.lifetime_s),
+            user_agent=client.user_agent[:MAX_USER_AGENT_CHARS],
+            ip=client.ip,
+            epoch=verified.epoch,
         )
+        if not await self._sessions.create(session):  # a revocation came in between
+            audit("login_revoked_in_flight", user_id=user.id)
+            raise invalid_login()
         audit("login_succeeded", user_id=user.id, session_id=session_id)
         return self._pair(user.id, session_id, refresh_jti)
 
@@ -155,8 +175,11 @@ class SessionService:
 
     async def logout(self, refresh_token: str) -> None:
         """End the session of ``refresh_token``. Of concurrent logouts of one session
-        exactly one succeeds; the others, like any invalid token, raise Unauthorized."""
+        exactly one succeeds; the others, like any invalid token, raise Unauthorized.
+        A spent refresh token (renewed away) is a reuse, as for renew: the session
+        ends, the reuse is reported, and the caller gets Unauthorized."""
         claims = self._tokens.verify(self._tokens.refresh, refresh_token, keep=False)
+        await self._use(claims, rotate_to=None, ending=True)  # a reuse deleted it already
         if not await self._sessions.delete(claims.sub, claims.sid):
             raise Unauthorized()
         audit("logged_out", user_id=claims.sub, session_id=claims.sid)
@@ -181,9 +204,10 @@ class SessionService:
         return await self._sessions.delete(caller.user.id, session_id)
 
     async def logout_all(self, access_token: str) -> int:
-        """End every session of the caller, the current one included."""
+        """End every session of the caller, the current one included, and those that
+        logins in flight are about to make."""
         caller = await self.authenticate(access_token)
-        ended = await self._sessions.delete_all_for_user(caller.user.id)
+        ended = await self._sessions.revoke_all(caller.user.id)
         audit("logged_out_everywhere", user_id=caller.user.id, sessions=str(ended))
         return ended
 
@@ -198,7 +222,7 @@ class SessionService:
         if session_id is not None:
             ended = int(await self._sessions.delete(user.id, session_id))
         else:
-            ended = await self._sessions.delete_all_for_user(user.id)
+            ended = await self._sessions.revoke_all(user.id)
         audit("sessions_revoked", user_id=user.id, sessions=str(ended))
         return ended
 
@@ -266,7 +290,10 @@ class SessionService:
         if not read.cancelled():
             read.exception()  # seen, even when every waiter gave up before it ended
 
-    async def _use(self, claims: Claims, rotate_to: str | None) -> None:
+    async def _use(self, claims: Claims, rotate_to: str | None, ending: bool = False) -> None:
+        """Judge the refresh token of ``claims`` against its session; Unauthorized
+        unless accepted, and a spent one is reported. ``ending`` (logout): not counted
+        against the refresh limit, and an idle session may still be ended."""
         # The session store counts the use itself, in the same round trip as the rest.
         limit = self._limiter.policy.refreshes_per_session
         try:
@@ -277,8 +304,8 @@ class SessionService:
                 rotate_to=rotate_to,
                 now=self._clock(),
                 grace_s=self._policy.reuse_grace_s,
-                idle_timeout_s=self._policy.idle_timeout_s,
-                limit=UseLimit(limit.max, limit.window_s) if limit.on else None,
+                idle_timeout_s=0 if ending else self._policy.idle_timeout_s,
+                limit=UseLimit(limit.max, limit.window_s) if limit.on and not ending else None,
             )
         except LimitReached as reached:
             raise self._limiter.refused("refresh", reached.resets_at, path="token") from None

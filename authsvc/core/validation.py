@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import gzip
 import itertools
+import unicodedata
 from array import array
 from dataclasses import dataclass
 from functools import cache
@@ -23,19 +24,45 @@ from authsvc.core.errors import FieldError
 BCRYPT_MAX_PASSWORD_BYTES = 72
 
 
+#: The longest input looked at: four times the longest address (254), room for input in
+#: decomposed (NFD) form; anything longer is refused before any parsing.
+MAX_EMAIL_INPUT_CHARS = 1024
+#: The longest stored address (RFC 5321 path limit, the width of the column).
+MAX_EMAIL_CHARS = 254
+
+
 def normalize_email(email: str) -> str:
-    """The stored form of an email: trimmed and lower-cased (unique case-insensitively)."""
-    return email.strip().lower()
+    """The one stored and compared form of an email: what email-validator makes of it
+    (local part in NFC, the domain in Unicode form, so ``bücher.de`` and
+    ``xn--bcher-kva.de`` are one), lower-cased (unique case-insensitively, as the
+    Node service stored it) and NFC again (lower-casing can leave NFC).
+
+    Input that is no valid email (only login and lookups see it) keeps the old rule,
+    trimmed and lower-cased, so that rows stored before this rule still match.
+    """
+    canonical = _canonical(email)
+    return canonical if canonical is not None else email.strip().lower()
 
 
 def email_errors(email: str) -> list[FieldError]:
     if not email.strip():
         return [FieldError("email", "email is a required field")]
-    try:
-        validate_email(email.strip(), check_deliverability=False)
-    except EmailNotValidError:
+    if _canonical(email) is None:
         return [FieldError("email", "email must be a valid email")]
     return []
+
+
+def _canonical(email: str) -> str | None:
+    """The normalized form of a valid email, None for anything else (linear in the
+    input, bounded by MAX_EMAIL_INPUT_CHARS)."""
+    if len(email) > MAX_EMAIL_INPUT_CHARS:
+        return None
+    try:
+        parsed = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    form = unicodedata.normalize("NFC", parsed.normalized.lower())
+    return form if len(form) <= MAX_EMAIL_CHARS else None  # lower() may lengthen it
 
 
 class SortedLines:
@@ -82,7 +109,7 @@ class PasswordPolicy:
             return [FieldError(path, f"{path} must be at least {self.min_length} characters")]
         if len(password.encode()) > BCRYPT_MAX_PASSWORD_BYTES:
             return [FieldError(path, f"{path} must be at most {BCRYPT_MAX_PASSWORD_BYTES} bytes")]
-        if email and password.strip().lower() == normalize_email(email):
+        if email and normalize_email(password) == normalize_email(email):
             return [FieldError(path, f"{path} must not be the email address")]
         if self.reject_common and password.lower().encode() in common_passwords():
             return [FieldError(path, f"{path} is too common")]

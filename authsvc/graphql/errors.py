@@ -14,6 +14,7 @@ from typing import Any
 from graphql import GraphQLError
 
 from authsvc.core.errors import DomainError
+from authsvc.logs import Throttle
 from authsvc.metrics import metrics
 from authsvc.stores.base import StoreUnavailable
 
@@ -23,6 +24,12 @@ log = logging.getLogger("authsvc.errors")
 MAX_MESSAGE_CHARS = 200
 
 UNAVAILABLE_MESSAGE = "Service temporarily unavailable, retry later"
+#: The retry hint of a SERVICE_UNAVAILABLE answer (extensions.retryAfter, seconds).
+UNAVAILABLE_RETRY_S = 1
+#: A store that is down fails every request that needs it: one line per store and
+#: cause per interval says so, with the count of those it stood for.
+OUTAGE_LOG_INTERVAL_S = 10.0
+_outage_lines = Throttle(OUTAGE_LOG_INTERVAL_S)
 INTERNAL_MESSAGE = "Internal server error"
 
 
@@ -47,14 +54,23 @@ def _format(error: GraphQLError, request_id: str, default_code: str | None) -> d
             formatted["extensions"] = extensions | {"code": default_code}
         return formatted
     if isinstance(original, StoreUnavailable):
-        log.warning("store unavailable request_id=%s: %s", request_id, original)
-        metrics().store_errors.labels("redis" if "Redis" in str(original) else "database").inc()
-        return _replace(error, UNAVAILABLE_MESSAGE, "SERVICE_UNAVAILABLE")
+        metrics().store_errors.labels(original.store or "unknown", original.cause).inc()
+        held = _outage_lines.due(f"{original.store}:{original.cause}")
+        if held is not None:  # one line per store and cause every OUTAGE_LOG_INTERVAL_S
+            log.warning(
+                "store unavailable request_id=%s: %s (%d more like it since the last line)",
+                request_id,
+                original,
+                held,
+            )
+        return _replace(
+            error, UNAVAILABLE_MESSAGE, "SERVICE_UNAVAILABLE", retryAfter=UNAVAILABLE_RETRY_S
+        )
     log.error("unexpected error request_id=%s", request_id, exc_info=original)
     return _replace(error, INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR")
 
 
-def _replace(error: GraphQLError, message: str, code: str) -> dict[str, Any]:
+def _replace(error: GraphQLError, message: str, code: str, **extra: Any) -> dict[str, Any]:
     return GraphQLError(
-        message, nodes=error.nodes, path=error.path, extensions={"code": code}
+        message, nodes=error.nodes, path=error.path, extensions={"code": code, **extra}
     ).formatted  # type: ignore[return-value]

@@ -72,7 +72,7 @@ class DocumentCache:
         self._schema = schema
         self._size = size
         self._limits = limits
-        self._rules = [*specified_rules, *limit_rules(limits)]
+        self._limit_rules = limit_rules(limits)
         self._entries: OrderedDict[str, Prepared] = OrderedDict()
 
     def get(self, query: str) -> Prepared:
@@ -92,12 +92,14 @@ class DocumentCache:
             document = parse(query, max_tokens=self._limits.max_tokens)
         except GraphQLError as error:
             return Prepared(None, [error])
-        errors = validate(
-            self._schema,
-            document,
-            rules=self._rules,
-            hide_suggestions=not self._limits.suggestions,
-        )
+        # The limits first: they are linear in the document, while one standard rule
+        # (OverlappingFieldsCanBeMerged) compares same-named siblings pairwise.
+        for rules in (self._limit_rules, specified_rules):
+            errors = validate(
+                self._schema, document, rules=rules, hide_suggestions=not self._limits.suggestions
+            )
+            if errors:
+                break
         if errors:
             return Prepared(None, list(errors))
         operation = get_operation_ast(document)

@@ -4,6 +4,7 @@ the GraphiQL page)."""
 from __future__ import annotations
 
 from asyncio import Future
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ class GraphQLHandler(JSONHandler):
 
     def prepare(self) -> None:
         super().prepare()
+        if self.request.method == "POST" and not _is_json(self.request.headers):
+            self._refuse(BadRequest(415, JSON_ONLY))
+            return
         peer = self.request.remote_ip or ""
         self.client_ip = self.addresses.resolve(peer, self.request.headers)
         # Behind a proxy its connections carry many clients: the address tells them apart.
@@ -145,12 +149,14 @@ class GraphQLHandler(JSONHandler):
 
     async def _run_graphql(self, request: GraphQLRequest, *, allow_mutation: bool) -> Response:
         headers = self.request.headers
+        address = self.client_ip
         context = RequestContext(
             services=self.services,
             authorization=headers.get("Authorization"),
             client=ClientInfo(
-                ip=self.client_ip,
+                ip=address,
                 user_agent=headers.get("User-Agent", ""),
+                limit_subject=self.addresses.limit_subject(address),
             ),
             request_id=self.request_id,
             hints=self.hints,  # one for every operation of a batch
@@ -195,6 +201,21 @@ class GraphQLHandler(JSONHandler):
     def _refuse(self, exc: BadRequest) -> None:
         self.outcome = f"http_{exc.status}"
         self.write_json(exc.status, {"errors": [{"message": exc.message}]})
+
+
+#: GraphQL over HTTP (§ "POST"): a POST body is application/json. Anything else is
+#: refused before it is read: text/plain and the form types are what a web page can
+#: make its visitors' browsers send anywhere without a CORS preflight, so accepting
+#: them would let any site spend the per-address limits of its visitors on register
+#: and login. The Node service never parsed such bodies either.
+JSON_ONLY = "Content-Type must be application/json"
+
+
+def _is_json(headers: Mapping[str, str]) -> bool:
+    """Whether the Content-Type is application/json, parameters (charset) allowed;
+    media types are case-insensitive (RFC 9110 §8.3.1)."""
+    media_type, _, _ = headers.get("Content-Type", "").partition(";")
+    return media_type.strip().lower() == "application/json"
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ async def resolve_me(ctx: RequestContext) -> dict[str, Any]:
 
 async def resolve_register(ctx: RequestContext, email: str, password: str) -> dict[str, Any]:
     try:
-        user = await ctx.services.accounts.register(email, password, ctx.client.ip)
+        user = await ctx.services.accounts.register(email, password, ctx.client.limited_as)
     except InvalidInput as exc:
         return refused(ctx, exc)
     return mutation_response(201, _json(user_fields(user)))

@@ -21,7 +21,15 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The backing server is down, unreachable or too slow; the call may be retried."""
+    """The backing server is down, unreachable, too slow or refusing work now; the call
+    may be retried. ``store`` ("redis", "database", "embedded") and ``cause`` (what the
+    server said: "connection", "timeout", "out_of_memory", "read_only", …) name it for
+    the metrics and the log, never for the client."""
+
+    def __init__(self, message: str, *, store: str = "", cause: str = "connection") -> None:
+        super().__init__(message)
+        self.store = store
+        self.cause = cause
 
 
 class UniqueViolation(StoreError):
@@ -58,6 +66,9 @@ class Session:
     ip: str = ""
     parent_jti_hash: str = ""
     rotated_at: datetime | None = None
+    #: The user's revocation epoch when the session was made (SessionStore.epoch): once
+    #: the user's epoch moves on, the session is revoked, whatever else it holds.
+    epoch: int = 0
 
 
 class RefreshUse(enum.Enum):
@@ -102,6 +113,10 @@ class CounterStore(Protocol):
     async def peek(self, key: str) -> Counter | None:
         """The live counter, or None if it has none or its window has passed."""
 
+    async def decrement(self, key: str) -> None:
+        """Uncount one hit of the live window (never below zero; the window's end stays
+        where it is); nothing when the counter has none or its window has passed."""
+
     async def reset(self, key: str) -> None: ...
 
 
@@ -115,8 +130,12 @@ class UserStore(Protocol):
     async def create(self, user: User) -> None:
         """Insert ``user``. Raises DuplicateEmail if the email is taken."""
 
-    async def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> bool:
-        """Replace the user's hash; False if there is no such user."""
+    async def set_password_hash(
+        self, user_id: str, password_hash: str, now: datetime, replacing: str | None = None
+    ) -> bool:
+        """Replace the user's hash; False if there is no such user. With ``replacing``,
+        only if the stored hash is still that one (False otherwise): a rehash at login
+        must not undo a password change that landed while it was hashing."""
 
     async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
         """Disable or enable the user; False if there is no such user."""
@@ -128,15 +147,39 @@ class UserStore(Protocol):
         """Delete the user; False if there is no such user."""
 
 
+#: A bumped revocation epoch is kept at least this long, however short the user's
+#: sessions: longer than any login in flight takes between reading it and creating
+#: its session (past that, an epoch lives as long as the user's longest session).
+EPOCH_MIN_TTL_S = 24 * 3600
+
+
 class SessionStore(Protocol):
-    async def create(self, session: Session) -> None:
-        """Store ``session`` until ``session.expires_at``."""
+    """Sessions, and each user's revocation epoch (DESIGN §6: revocation wins races).
+
+    The epoch is a counter per user, 0 until the first revocation. ``revoke_all`` bumps
+    it; a session made under an older epoch is revoked at that instant: every call
+    below treats it as absent, in the same atomic step as the rest of the call (no
+    extra round trip). A login reads the epoch before it reads the user and creates
+    its session only if the epoch has not moved meanwhile, so a revocation that
+    lands while the password is being hashed wins. A user's epoch is kept as long as
+    any of their sessions can live (and at least EPOCH_MIN_TTL_S after a bump).
+    """
+
+    async def epoch(self, user_id: str) -> int:
+        """The user's current revocation epoch (0 if never revoked)."""
+
+    async def create(self, session: Session) -> bool:
+        """Store ``session`` until ``session.expires_at`` if ``session.epoch`` is still
+        its user's current epoch, atomically with that check. False, and nothing
+        stored, when a revocation came in between."""
 
     async def get(self, user_id: str, session_id: str) -> Session | None:
-        """The live session, or None if it never existed, expired or was deleted."""
+        """The live session, or None if it never existed, expired, was deleted or was
+        revoked (made under an epoch that is no longer the user's)."""
 
     async def exists(self, user_id: str, session_id: str) -> bool:
-        """Whether ``get`` would find the session: the check of every access token."""
+        """Whether ``get`` would find the session, in one round trip: the check of
+        every access token."""
 
     async def use_refresh(
         self,
@@ -164,10 +207,19 @@ class SessionStore(Protocol):
         """
 
     async def list_for_user(self, user_id: str) -> list[Session]:
-        """The user's live sessions, oldest first."""
+        """The user's live (unrevoked) sessions, oldest first."""
 
     async def delete(self, user_id: str, session_id: str) -> bool:
         """Delete the session; True only for the one caller that deleted it."""
 
-    async def delete_all_for_user(self, user_id: str, keep: str | None = None) -> int:
-        """Delete every session of the user but ``keep``; returns how many."""
+    async def revoke_all(self, user_id: str, keep: str | None = None) -> int:
+        """End every session of the user but ``keep``, and every session being made or
+        renewed meanwhile; returns how many live sessions ended.
+
+        First, atomically, the user's epoch is bumped and ``keep`` (if it is live and
+        of the current epoch) re-stamped with the new one: from then on no other
+        session of the user is accepted anywhere, and no login that read the old epoch
+        can create one. Then the revoked sessions are deleted (sessions made under the
+        new epoch, by logins that began after the bump, are left alone). Callers change
+        the users database first (disable, delete, new password), so that a login that
+        reads the new epoch also reads the new user row."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -15,7 +15,7 @@ import pymysql
 import pymysql.constants.CLIENT
 
 from authsvc.stores.base import StoreUnavailable, UniqueViolation
-from authsvc.stores.migrations import Migration, pending
+from authsvc.stores.migrations import Applied, EmailRule, apply, pending
 from authsvc.stores.sql import SQLUserStore
 
 ER_DUP_ENTRY = 1062
@@ -30,6 +30,32 @@ _UNAVAILABLE = (
     pymysql.err.OperationalError,
     pymysql.err.InterfaceError,
 )
+
+#: Server answers that mean "not now" rather than "wrong", by the cause they are
+#: counted under. pymysql raises some as OperationalError, others as InternalError.
+BUSY_SERVER_ERRORS = {
+    1040: "too_many_connections",  # ER_CON_COUNT_ERROR
+    1205: "lock_wait_timeout",  # ER_LOCK_WAIT_TIMEOUT
+    1213: "deadlock",  # ER_LOCK_DEADLOCK: the statement was rolled back
+    1290: "read_only",  # ER_OPTION_PREVENTS_STATEMENT: --read-only (a replica)
+    1836: "read_only",  # ER_READ_ONLY_MODE
+}
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """StoreUnavailable for an error that means the database cannot serve now."""
+    code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
+    if code in BUSY_SERVER_ERRORS:
+        cause = BUSY_SERVER_ERRORS[code]
+    elif isinstance(exc, TimeoutError):
+        cause = "timeout"
+    elif isinstance(exc, _UNAVAILABLE):
+        cause = "connection"
+    else:
+        return None
+    return StoreUnavailable(
+        f"MySQL/MariaDB unavailable ({cause}): {type(exc).__name__}", store="database", cause=cause
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +81,10 @@ class MySQLPool:
         self._tls = tls
 
     @classmethod
-    async def open(cls, config: MySQLConfig) -> MySQLPool:
-        """Open the pool. Raises StoreUnavailable if the server cannot be reached."""
+    async def open(cls, config: MySQLConfig, *, connect: bool = True) -> MySQLPool:
+        """Open the pool. Raises StoreUnavailable if the server cannot be reached.
+        ``connect=False``: open no connection now (the server is known to be down):
+        the pool connects on its first call and keeps no idle minimum until then."""
         try:
             pool = await aiomysql.create_pool(
                 host=config.host,
@@ -64,7 +92,7 @@ class MySQLPool:
                 user=config.user,
                 password=config.password,
                 db=config.database,
-                minsize=config.pool_min,
+                minsize=config.pool_min if connect else 0,
                 maxsize=config.pool_max,
                 connect_timeout=config.connect_timeout_s,
                 autocommit=True,
@@ -76,7 +104,8 @@ class MySQLPool:
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(
-                f"cannot reach MySQL/MariaDB at {config.host}:{config.port}: {exc}"
+                f"cannot reach MySQL/MariaDB at {config.host}:{config.port}: {exc}",
+                store="database",
             ) from exc
         return cls(pool, config.timeout_s, tls=config.tls is not None)
 
@@ -106,13 +135,9 @@ class MySQLPool:
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it matched."""
-        try:
+        with _unique_violations():
             rows: int = await self._run(sql, args, fetch=None)
             return rows
-        except pymysql.err.IntegrityError as exc:
-            if exc.args[0] == ER_DUP_ENTRY:
-                raise UniqueViolation(str(exc.args[1])) from exc
-            raise
 
     async def _run(
         self, sql: str, args: Sequence[Any], *, fetch: Literal["one", "all"] | None
@@ -148,8 +173,38 @@ class MySQLPool:
                 except BaseException:
                     conn.close()
                     raise
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"MySQL/MariaDB unavailable: {type(exc).__name__}") from exc
+        except (*_UNAVAILABLE, pymysql.err.InternalError) as exc:
+            unavailable = _unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
+
+
+@contextmanager
+def _unique_violations() -> Iterator[None]:
+    try:
+        yield
+    except pymysql.err.IntegrityError as exc:
+        if exc.args[0] == ER_DUP_ENTRY:
+            raise UniqueViolation(str(exc.args[1])) from exc
+        raise
+
+
+class MigratingCursor:
+    """The migration lock's connection, as the migrations' data steps use it."""
+
+    def __init__(self, cur: aiomysql.Cursor) -> None:
+        self._cur = cur
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        await self._cur.execute(sql, tuple(args) or None)
+        return list(await self._cur.fetchall())
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        with _unique_violations():
+            # None, not (): with arguments the driver %-formats the statement.
+            matched: int = await self._cur.execute(sql, tuple(args) or None)
+            return matched
 
 
 class MySQLUserStore(SQLUserStore):
@@ -166,9 +221,10 @@ class MySQLUserStore(SQLUserStore):
         return value.replace(tzinfo=UTC)
 
 
-async def migrate(db: MySQLPool) -> list[Migration]:
+async def migrate(db: MySQLPool, *, email_rule: EmailRule) -> list[Applied]:
     """Apply pending migrations; returns those applied. Safe to run from several
-    processes at once: a named lock lets one of them do it."""
+    processes at once: a named lock lets one of them do it. ``email_rule`` is the
+    core's normalize_email, for the data step that applies it."""
     async with db.connection() as conn, conn.cursor() as cur:
         await cur.execute("SELECT GET_LOCK(%s, 60)", (MIGRATION_LOCK,))
         try:
@@ -181,16 +237,15 @@ async def migrate(db: MySQLPool) -> list[Migration]:
                 )
             await cur.execute("SELECT version FROM schema_migrations")
             applied = {row[0] for row in await cur.fetchall()}
-            todo = pending("mysql", applied)
-            for migration in todo:
-                for statement in migration.statements:
-                    await cur.execute(statement)
+            done = []
+            for migration in pending("mysql", applied):
+                done.append(await apply(MigratingCursor(cur), migration, "%s", email_rule))
                 await cur.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at)"
                     " VALUES (%s, %s, UTC_TIMESTAMP(3))",
                     (migration.version, migration.name),
                 )
-            return todo
+            return done
         finally:
             await cur.execute("SELECT RELEASE_LOCK(%s)", (MIGRATION_LOCK,))
 

@@ -1,14 +1,16 @@
 """Sessions in Redis through redis.asyncio.
 
-One hash per session at ``<prefix>session:{<user id>}:<session id>`` and a set of the
-user's session ids at ``<prefix>sessions:{<user id>}``. The braces are a Redis Cluster
-hash tag, so every key of one user lives in one slot and multi-key commands and
-scripts over them work on a cluster too. A session key expires at the session's
-absolute end (PEXPIREAT), which using it does not extend.
+One hash per session at ``<prefix>session:{<user id>}:<session id>``, a set of the
+user's session ids at ``<prefix>sessions:{<user id>}`` and the user's revocation epoch
+at ``<prefix>epoch:{<user id>}`` (absent: 0). The braces are a Redis Cluster hash tag,
+so every key of one user lives in one slot and multi-key commands and scripts over
+them work on a cluster too. A session key expires at the session's absolute end
+(PEXPIREAT), which using it does not extend; the epoch key outlives every session.
 """
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,15 +22,30 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from authsvc.stores.base import Counter, LimitReached, RefreshUse, Session, UseLimit
+from authsvc.stores.base import (
+    EPOCH_MIN_TTL_S,
+    Counter,
+    LimitReached,
+    RefreshUse,
+    Session,
+    StoreUnavailable,
+    UseLimit,
+)
 from authsvc.stores.redis_batch import CommandBatcher
 from authsvc.stores.redis_errors import guarded
 
+log = logging.getLogger(__name__)
+
+#: The key readiness writes (RedisSessionStore.ping) lives this long.
+READINESS_KEY_TTL_MS = 10_000
+
 # One round trip, atomic: count the use against the session's limit, then judge the
 # presented refresh token and act on it (SessionStore.use_refresh).
-# KEYS: session hash, user index, use counter (all three under the user's hash tag).
+# KEYS: session hash, user index, use counter, user epoch (all under the user's hash tag).
 # ARGV: presented hash, rotate-to hash or '', now ms, grace ms, idle ms (0: off), sid,
 # limit (0: off), limit window ms. Over the limit: {'limited', ms until the window ends}.
+# A session without an epoch field (made by a version before epochs, e.g. an old
+# worker during a rolling upgrade) counts as current: revoke_all deletes it as before.
 _USE_REFRESH = """
 if tonumber(ARGV[7]) > 0 then
   local uses = redis.call('INCR', KEYS[3])
@@ -36,11 +53,12 @@ if tonumber(ARGV[7]) > 0 then
   if uses > tonumber(ARGV[7]) then return {'limited', redis.call('PTTL', KEYS[3])} end
 end
 local s = redis.call('HMGET', KEYS[1], 'refresh_jti_hash', 'parent_jti_hash',
-                     'rotated_at', 'last_used_at')
+                     'rotated_at', 'last_used_at', 'epoch')
 if not s[1] then return 'missing' end
 local now = tonumber(ARGV[3])
 local idle = tonumber(ARGV[5])
-if idle > 0 and now - tonumber(s[4]) > idle then
+if (s[5] and s[5] ~= (redis.call('GET', KEYS[4]) or '0')) or
+   (idle > 0 and now - tonumber(s[4]) > idle) then
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[6])
   return 'missing'
@@ -64,11 +82,59 @@ return 'reused'
 """
 
 
+# Whether a session is live and of its user's current epoch (SessionStore.exists;
+# no epoch field: as in _USE_REFRESH). KEYS: session hash, user epoch.
+_EXISTS = """
+local s = redis.call('HMGET', KEYS[1], 'refresh_jti_hash', 'epoch')
+if not s[1] then return 0 end
+if s[2] and s[2] ~= (redis.call('GET', KEYS[2]) or '0') then return 0 end
+return 1
+"""
+
+# Store a session only if the epoch it was made under is still its user's
+# (SessionStore.create). The epoch key, if any, is kept until the session's end.
+# KEYS: session hash, user index, user epoch. ARGV: epoch, end ms, sid, field, value, …
+_CREATE = """
+if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+-- The index lives as long as the user's longest session: NX sets the first expiry, GT
+-- only ever extends it. So does the epoch, once there is one.
+redis.call('PEXPIREAT', KEYS[2], ARGV[2], 'NX')
+redis.call('PEXPIREAT', KEYS[2], ARGV[2], 'GT')
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIREAT', KEYS[3], ARGV[2], 'GT') end
+return 1
+"""
+
+# Bump the user's epoch, and re-stamp the kept session (if live and of the old epoch)
+# with the new one, atomically (SessionStore.revoke_all). The epoch then lives as long
+# as the longest session it may have to refuse (the index's expiry) and at least
+# ARGV[1] ms. KEYS: user epoch, user index, kept session hash (optional). Returns the
+# new epoch.
+_BUMP_EPOCH = """
+local old = redis.call('GET', KEYS[1]) or '0'
+local new = redis.call('INCR', KEYS[1])
+local ttl = math.max(tonumber(ARGV[1]), redis.call('PTTL', KEYS[1]),
+                     redis.call('PTTL', KEYS[2]))
+redis.call('PEXPIRE', KEYS[1], ttl)
+if KEYS[3] then
+  local kept = redis.call('HMGET', KEYS[3], 'refresh_jti_hash', 'epoch')
+  if kept[1] and (kept[2] or old) == old then redis.call('HSET', KEYS[3], 'epoch', new) end
+end
+return new
+"""
+
 # INCR, and start the window on the first hit: one round trip, atomic.
 _INCREMENT = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return {count, redis.call('PTTL', KEYS[1])}
+"""
+
+# DECR a live counter, never below zero; DECR keeps the key's expiry (its window).
+_DECREMENT = """
+if (tonumber(redis.call('GET', KEYS[1])) or 0) > 0 then redis.call('DECR', KEYS[1]) end
 """
 
 
@@ -104,14 +170,21 @@ def connect(config: RedisConfig) -> Any:
     return redis.Redis.from_url(config.url, health_check_interval=30, **options)
 
 
-async def open_client(config: RedisConfig) -> Any:
+async def open_client(config: RedisConfig, *, during_outage: bool = False) -> Any:
     """``connect``, then one round trip: it fails now, clearly, when the server cannot
     be reached (StoreUnavailable), and a Cluster client learns its nodes before the
-    first burst of concurrent calls (which it does not survive on a cold start)."""
+    first burst of concurrent calls (which it does not survive on a cold start).
+    ``during_outage``: an unreachable server is logged and the client returned anyway;
+    it connects (a Cluster client learns its nodes) on its first call after the return."""
     client = connect(config)
     try:
         async with guarded(config.timeout_s):
             await client.ping()
+    except StoreUnavailable as exc:
+        if not during_outage:
+            await close(client)
+            raise
+        log.warning("starting without Redis, connecting when it returns: %s", exc)
     except BaseException:
         await close(client)
         raise
@@ -145,6 +218,7 @@ class RedisCounterStore:
         self._prefix = key_prefix + "rl:"
         self._timeout_s = timeout_s
         self._increment = client.register_script(_INCREMENT)
+        self._decrement = client.register_script(_DECREMENT)
         self._batch = batch or CommandBatcher(client, timeout_s)
 
     async def increment(self, key: str, window_s: float) -> Counter:
@@ -162,6 +236,9 @@ class RedisCounterStore:
             return None
         return Counter(int(count), _in_ms(int(ttl_ms)))
 
+    async def decrement(self, key: str) -> None:
+        await self._batch.evalsha(self._decrement, keys=[self._prefix + key], args=[])
+
     async def reset(self, key: str) -> None:
         async with guarded(self._timeout_s):
             await self._client.delete(self._prefix + key)
@@ -173,6 +250,9 @@ class RedisSessionStore:
         self._prefix = key_prefix
         self._timeout_s = timeout_s
         self._use_refresh = client.register_script(_USE_REFRESH)
+        self._exists = client.register_script(_EXISTS)
+        self._create = client.register_script(_CREATE)
+        self._bump_epoch = client.register_script(_BUMP_EPOCH)
         # The hot-path commands (refresh, session checks): bounded in time, and their
         # errors translated, by the batcher.
         self._batch = CommandBatcher(client, timeout_s)
@@ -201,32 +281,42 @@ class RedisSessionStore:
     def use_counter_key(self, user_id: str, session_id: str) -> str:
         return f"{self._prefix}rl:refresh:{{{user_id}}}:{session_id}"
 
-    async def ping(self) -> None:
-        """Raises StoreUnavailable unless the server answers."""
-        async with self._guard():
-            await self._client.ping()
+    def epoch_key(self, user_id: str) -> str:
+        return f"{self._prefix}epoch:{{{user_id}}}"
 
-    async def create(self, session: Session) -> None:
-        key = self.key(session.user_id, session.id)
-        index = self.index_key(session.user_id)
-        end = _ms(session.expires_at)
-        async with self._guard(), self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=_fields(session))
-            pipe.pexpireat(key, end)
-            pipe.sadd(index, session.id)
-            # The index lives as long as the user's longest session: NX sets the first
-            # expiry, GT only ever extends it.
-            pipe.pexpireat(index, end, nx=True)
-            pipe.pexpireat(index, end, gt=True)
-            await pipe.execute()
+    async def ping(self) -> None:
+        """Raises StoreUnavailable unless the server answers and takes a write: a full
+        server (OOM), a replica after a failover (READONLY) or one still loading answers
+        PING, but could not create a single session."""
+        async with self._guard():
+            await self._client.set(f"{self._prefix}readiness", b"1", px=READINESS_KEY_TTL_MS)
+
+    async def epoch(self, user_id: str) -> int:
+        return int(await self._batch.execute("GET", self.epoch_key(user_id)) or 0)
+
+    async def create(self, session: Session) -> bool:
+        fields = [item for pair in _fields(session).items() for item in pair]
+        created = await self._batch.evalsha(
+            self._create,
+            keys=[
+                self.key(session.user_id, session.id),
+                self.index_key(session.user_id),
+                self.epoch_key(session.user_id),
+            ],
+            args=[session.epoch, _ms(session.expires_at), session.id, *fields],
+        )
+        return bool(created)
 
     async def exists(self, user_id: str, session_id: str) -> bool:
-        return bool(await self._batch.execute("EXISTS", self.key(user_id, session_id)))
+        keys = [self.key(user_id, session_id), self.epoch_key(user_id)]
+        return bool(await self._batch.evalsha(self._exists, keys=keys, args=[]))
 
     async def get(self, user_id: str, session_id: str) -> Session | None:
-        async with self._guard():
-            fields = await self._hgetall(self.key(user_id, session_id))
-        return _session(user_id, session_id, fields)
+        async with self._guard(), self._client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.key(user_id, session_id))
+            pipe.get(self.epoch_key(user_id))
+            fields, epoch = await pipe.execute()
+        return _session(user_id, session_id, fields, int(epoch or 0))
 
     async def use_refresh(
         self,
@@ -246,6 +336,7 @@ class RedisSessionStore:
                 self.key(user_id, session_id),
                 self.index_key(user_id),
                 self.use_counter_key(user_id, session_id),
+                self.epoch_key(user_id),
             ],
             args=[
                 presented_jti_hash,
@@ -266,14 +357,18 @@ class RedisSessionStore:
         index = self.index_key(user_id)
         async with self._guard():
             session_ids = sorted(await self._members(index))
-            async with self._client.pipeline(transaction=False) as pipe:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.get(self.epoch_key(user_id))
                 for session_id in session_ids:
                     pipe.hgetall(self.key(user_id, session_id))
-                rows = await pipe.execute()
+                epoch, *rows = await pipe.execute()
             gone = [sid for sid, fields in zip(session_ids, rows, strict=True) if not fields]
             if gone:  # expired keys leave their ids behind in the index
                 await self._client.srem(index, *gone)
-        sessions = [_session(user_id, sid, f) for sid, f in zip(session_ids, rows, strict=True)]
+        sessions = [
+            _session(user_id, sid, f, int(epoch or 0))
+            for sid, f in zip(session_ids, rows, strict=True)
+        ]
         return sorted((s for s in sessions if s is not None), key=lambda s: s.created_at)
 
     async def delete(self, user_id: str, session_id: str) -> bool:
@@ -283,15 +378,31 @@ class RedisSessionStore:
             deleted, _ = await pipe.execute()
         return bool(deleted)
 
-    async def delete_all_for_user(self, user_id: str, keep: str | None = None) -> int:
+    async def revoke_all(self, user_id: str, keep: str | None = None) -> int:
         index = self.index_key(user_id)
+        keys = [self.epoch_key(user_id), index]
+        if keep is not None:
+            keys.append(self.key(user_id, keep))
         async with self._guard():
-            session_ids = [sid for sid in await self._members(index) if sid != keep]
+            # From here on every other session of the user is refused everywhere; what
+            # follows only removes them.
+            floor_ms = int(EPOCH_MIN_TTL_S * 1000)
+            epoch = str(await self._batch.evalsha(self._bump_epoch, keys=keys, args=[floor_ms]))
+            session_ids = sorted(sid for sid in await self._members(index) if sid != keep)
             if not session_ids:
                 return 0
+            async with self._client.pipeline(transaction=False) as pipe:
+                for session_id in session_ids:
+                    pipe.hget(self.key(user_id, session_id), "epoch")
+                epochs = await pipe.execute()
+            # A session of the new epoch was made by a login that began after the bump;
+            # one with none, by a version before epochs: revoked, as it always was.
+            revoked = [sid for sid, e in zip(session_ids, epochs, strict=True) if e != epoch]
+            if not revoked:
+                return 0
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(*(self.key(user_id, sid) for sid in session_ids))
-                pipe.srem(index, *session_ids)
+                pipe.delete(*(self.key(user_id, sid) for sid in revoked))
+                pipe.srem(index, *revoked)
                 deleted, _ = await pipe.execute()
         return int(deleted)
 
@@ -319,6 +430,7 @@ def _fields(session: Session) -> dict[Any, str | int]:
         "expires_at": _ms(session.expires_at),
         "user_agent": session.user_agent,
         "ip": session.ip,
+        "epoch": session.epoch,
     }
     if session.parent_jti_hash and session.rotated_at is not None:
         fields["parent_jti_hash"] = session.parent_jti_hash
@@ -326,8 +438,13 @@ def _fields(session: Session) -> dict[Any, str | int]:
     return fields
 
 
-def _session(user_id: str, session_id: str, fields: dict[str, str]) -> Session | None:
-    if not fields:
+def _session(
+    user_id: str, session_id: str, fields: dict[str, str], user_epoch: int
+) -> Session | None:
+    """The session of ``fields``, None if there are none or it is of an older epoch
+    (one with no epoch, made by a version before epochs, is of the current one)."""
+    epoch = int(fields.get("epoch", user_epoch)) if fields else 0
+    if not fields or epoch != user_epoch:
         return None
     rotated_at = fields.get("rotated_at")
     return Session(
@@ -341,6 +458,7 @@ def _session(user_id: str, session_id: str, fields: dict[str, str]) -> Session |
         ip=fields.get("ip", ""),
         parent_jti_hash=fields.get("parent_jti_hash", ""),
         rotated_at=_datetime(rotated_at) if rotated_at else None,
+        epoch=epoch,
     )
 
 

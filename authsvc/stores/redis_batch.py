@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from authsvc.stores.redis_errors import guarded
+from authsvc.stores.redis_errors import guarded, translated
 
 #: At most this many commands per pipeline; a longer queue is sent in several.
 MAX_BATCH = 128
@@ -81,7 +81,7 @@ class CommandBatcher:
         for (_, future), reply in zip(batch, replies, strict=True):
             if future.done():  # its caller gave up (timeout, cancellation)
                 continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
+            if isinstance(reply, Exception):  # one command's error: OOM, READONLY, …
+                future.set_exception(translated(reply))
             else:
                 future.set_result(reply)

@@ -45,6 +45,7 @@ class SQLUserStore:
         self._set_hash = (
             f"UPDATE users SET password_hash = {mark}, updated_at = {mark} WHERE id = {mark}"  # noqa: S608
         )
+        self._replace_hash = self._set_hash + f" AND password_hash = {mark}"
         self._set_disabled = (
             f"UPDATE users SET disabled = {mark}, updated_at = {mark} WHERE id = {mark}"  # noqa: S608
         )
@@ -83,10 +84,14 @@ class SQLUserStore:
                 return
             raise DuplicateEmail(user.email) from exc
 
-    async def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> bool:
-        changed = await self._db.execute(
-            self._set_hash, (password_hash, self.encode_time(now), user_id)
-        )
+    async def set_password_hash(
+        self, user_id: str, password_hash: str, now: datetime, replacing: str | None = None
+    ) -> bool:
+        values = (password_hash, self.encode_time(now), user_id)
+        if replacing is None:
+            changed = await self._db.execute(self._set_hash, values)
+        else:
+            changed = await self._db.execute(self._replace_hash, (*values, replacing))
         return bool(changed)
 
     async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:

@@ -9,6 +9,7 @@ the Redis script.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -28,19 +29,23 @@ from authsvc.stores.base import (
     UniqueViolation,
     UseLimit,
 )
-from authsvc.stores.migrations import Migration, pending
+from authsvc.stores.migrations import Applied, EmailRule, apply, pending
 from authsvc.stores.sql import SQLUserStore
 
 _SESSION_COLUMNS = (
     "id, user_id, refresh_jti_hash, created_at, last_used_at, expires_at, user_agent, ip,"
-    " parent_jti_hash, rotated_at"
+    " parent_jti_hash, rotated_at, epoch"
 )
 _SELECT_SESSIONS = f"SELECT {_SESSION_COLUMNS} FROM sessions"  # noqa: S608
-_SESSION_BY_ID = _SELECT_SESSIONS + " WHERE id = ? AND user_id = ? AND expires_at > ?"
-_SESSIONS_OF_USER = (
-    _SELECT_SESSIONS + " WHERE user_id = ? AND expires_at > ? ORDER BY created_at, id"
+_USER_EPOCH = "SELECT epoch FROM revocation_epochs WHERE user_id = ?"
+# Live: not expired, and made under its user's current epoch (no row: 0).
+_LIVE = (
+    " AND expires_at > ? AND epoch = COALESCE("
+    "(SELECT e.epoch FROM revocation_epochs e WHERE e.user_id = sessions.user_id), 0)"
 )
-_INSERT_SESSION = f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({', '.join('?' * 10)})"  # noqa: S608
+_SESSION_BY_ID = _SELECT_SESSIONS + " WHERE id = ? AND user_id = ?" + _LIVE
+_SESSIONS_OF_USER = _SELECT_SESSIONS + " WHERE user_id = ?" + _LIVE + " ORDER BY created_at, id"
+_INSERT_SESSION = f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
 
 
 class SQLiteDatabase:
@@ -57,7 +62,7 @@ class SQLiteDatabase:
 
     @classmethod
     async def open(cls, path: str, timeout_s: float) -> SQLiteDatabase:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(path))
         conn = await aiosqlite.connect(path, isolation_level=None)
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
@@ -118,7 +123,7 @@ class SQLiteDatabase:
             raise
         except (TimeoutError, sqlite3.OperationalError, ValueError) as exc:
             # OperationalError: locked, disk full, unreadable; ValueError: closed.
-            raise StoreUnavailable(f"SQLite unavailable: {exc}") from exc
+            raise StoreUnavailable(f"SQLite unavailable: {exc}", store="embedded") from exc
 
 
 class Transaction:
@@ -144,28 +149,39 @@ class SQLiteUserStore(SQLUserStore):
 
 
 class SQLiteSessionStore:
-    """Expired rows are invisible to every call and pruned as new sessions arrive."""
+    """Expired rows are invisible to every call and pruned as new sessions arrive.
+    Revocation epochs are kept for good: one small row per user ever revoked."""
 
     def __init__(self, db: SQLiteDatabase) -> None:
         self._db = db
 
-    async def create(self, session: Session) -> None:
+    async def epoch(self, user_id: str) -> int:
+        row = await self._db.fetchone(_USER_EPOCH, (user_id,))
+        return int(row[0]) if row else 0
+
+    async def create(self, session: Session) -> bool:
         await self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (_now_ms(),))
-        await self._db.execute(
-            _INSERT_SESSION,
-            (
-                session.id,
-                session.user_id,
-                session.refresh_jti_hash,
-                _ms(session.created_at),
-                _ms(session.last_used_at),
-                _ms(session.expires_at),
-                session.user_agent,
-                session.ip,
-                session.parent_jti_hash,
-                _ms(session.rotated_at) if session.rotated_at else 0,
-            ),
-        )
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(_USER_EPOCH, (session.user_id,))
+            if (int(row[0]) if row else 0) != session.epoch:
+                return False  # revoked while the login was checking the password
+            await tx.execute(
+                _INSERT_SESSION,
+                (
+                    session.id,
+                    session.user_id,
+                    session.refresh_jti_hash,
+                    _ms(session.created_at),
+                    _ms(session.last_used_at),
+                    _ms(session.expires_at),
+                    session.user_agent,
+                    session.ip,
+                    session.parent_jti_hash,
+                    _ms(session.rotated_at) if session.rotated_at else 0,
+                    session.epoch,
+                ),
+            )
+        return True
 
     async def get(self, user_id: str, session_id: str) -> Session | None:
         return _session(await self._db.fetchone(_SESSION_BY_ID, (session_id, user_id, _now_ms())))
@@ -209,11 +225,30 @@ class SQLiteSessionStore:
         )
         return changed == 1
 
-    async def delete_all_for_user(self, user_id: str, keep: str | None = None) -> int:
-        return await self._db.execute(
-            "DELETE FROM sessions WHERE user_id = ? AND id != ? AND expires_at > ?",
-            (user_id, keep or "", _now_ms()),
-        )
+    async def revoke_all(self, user_id: str, keep: str | None = None) -> int:
+        # One transaction: the bump, the re-stamp and the deletes are one step here.
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(_USER_EPOCH, (user_id,))
+            old = int(row[0]) if row else 0
+            await tx.execute(
+                "INSERT INTO revocation_epochs (user_id, epoch) VALUES (?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET epoch = excluded.epoch",
+                (user_id, old + 1),
+            )
+            await tx.execute(
+                "UPDATE sessions SET epoch = ? WHERE id = ? AND user_id = ? AND epoch = ?",
+                (old + 1, keep or "", user_id, old),
+            )
+            live = await tx.fetchone(
+                "SELECT COUNT(*) FROM sessions WHERE user_id = ? AND id != ? AND epoch = ?"
+                " AND expires_at > ?",
+                (user_id, keep or "", old, _now_ms()),
+            )
+            # Expired rows and those of older epochs (a revocation cut short) go too.
+            await tx.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND id != ?", (user_id, keep or "")
+            )
+        return int(live[0]) if live else 0
 
 
 class SQLiteCounterStore:
@@ -233,6 +268,13 @@ class SQLiteCounterStore:
         )
         return Counter(row[0], _datetime(row[1])) if row else None
 
+    async def decrement(self, key: str) -> None:
+        await self._db.execute(
+            "UPDATE rate_counters SET count = count - 1"
+            " WHERE key = ? AND resets_at > ? AND count > 0",
+            (key, _now_ms()),
+        )
+
     async def reset(self, key: str) -> None:
         await self._db.execute("DELETE FROM rate_counters WHERE key = ?", (key,))
 
@@ -249,7 +291,7 @@ async def _judge(
 ) -> RefreshUse:
     """SessionStore.use_refresh's judgement, inside the caller's transaction."""
     session = _session(await tx.fetchone(_SESSION_BY_ID, (session_id, user_id, _now_ms())))
-    if session is None:
+    if session is None:  # never was, expired, deleted, or revoked (an older epoch)
         return RefreshUse.MISSING
     idle_ms = (now_ms - _ms(session.last_used_at)) if idle_timeout_s else 0
     if idle_ms > idle_timeout_s * 1000:
@@ -298,9 +340,10 @@ async def _count(tx: Transaction, key: str, window_s: float) -> Counter:
     return Counter(count, _datetime(resets_at))
 
 
-async def migrate(db: SQLiteDatabase) -> list[Migration]:
+async def migrate(db: SQLiteDatabase, *, email_rule: EmailRule) -> list[Applied]:
     """Apply pending migrations; returns those applied. BEGIN IMMEDIATE: one process
-    migrates, the others wait their turn."""
+    migrates, the others wait their turn. ``email_rule`` is the core's normalize_email,
+    for the data step that applies it."""
     async with db.transaction() as tx:
         await tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -308,15 +351,29 @@ async def migrate(db: SQLiteDatabase) -> list[Migration]:
             " applied_at INTEGER NOT NULL)"
         )
         applied = {row[0] for row in await tx.fetchall("SELECT version FROM schema_migrations")}
-        todo = pending("sqlite", applied)
-        for migration in todo:
-            for statement in migration.statements:
-                await tx.execute(statement)
+        done = []
+        for migration in pending("sqlite", applied):
+            done.append(await apply(tx, migration, "?", email_rule))
             await tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, _now_ms()),
             )
-    return todo
+    return done
+
+
+def _private_file(path: Path) -> None:
+    """Make the database file readable by its owner only (it holds password hashes and
+    sessions): a new folder 0700, the file 0600 before SQLite opens it (its -wal and
+    -shm files take the file's mode), an existing file of ours that others could read
+    tightened. A folder that exists is left as it is (it may be /tmp or a shared one)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        status = os.fstat(fd)
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _session(row: sqlite3.Row | None) -> Session | None:
@@ -333,6 +390,7 @@ def _session(row: sqlite3.Row | None) -> Session | None:
         ip=row[7],
         parent_jti_hash=row[8],
         rotated_at=_datetime(row[9]) if row[9] else None,
+        epoch=row[10],
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from authsvc.core.errors import Busy
 from authsvc.core.passwords import HASHING_NICENESS, Caller, PasswordHasher, admit_as
+from tests.core.conftest import work
 
 
 async def test_hash_and_verify():
@@ -144,6 +145,41 @@ async def test_a_hash_that_gets_no_core_in_time_is_answered_busy():
         assert await hasher.verify("pw", bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode())
     finally:
         hasher.close()
+
+
+@pytest.mark.parametrize(("cost", "rehash"), [(4, True), (5, False), (6, True)])
+def test_a_hash_of_other_rounds_needs_a_rehash(cost, rehash):
+    hasher = PasswordHasher(rounds=5, threads=1)
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(cost)).decode()
+    assert hasher.needs_rehash(hashed) is rehash
+    assert not hasher.needs_rehash("not a bcrypt hash")
+    hasher.close()
+
+
+@pytest.mark.parametrize("stored_cost", [4, 5, 6, 7, 8])
+async def test_a_failed_check_and_its_burn_cost_one_hash_at_the_configured_rounds(
+    bcrypt_work, stored_cost
+):
+    """2^r for the check, then decoys of r … R-1: 2^R in all, whatever r below R. A
+    hash of R or more leaves nothing to burn."""
+    hasher = PasswordHasher(rounds=7, threads=1)
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(stored_cost)).decode()
+    bcrypt_work.clear()
+    assert not await hasher.verify("wrong", hashed)
+    await hasher.burn(checked=hashed)
+    assert work(bcrypt_work) == 2 ** max(7, stored_cost)
+    hasher.close()
+
+
+async def test_the_decoys_exist_from_the_start(bcrypt_work):
+    """Made when the hasher is, without hashing: the first burn costs one check."""
+    hasher = PasswordHasher(rounds=6, threads=1)
+    assert sorted(hasher.decoys) == [4, 5, 6]
+    await hasher.burn()
+    assert bcrypt_work == [("checkpw", 6)]
+    assert not await hasher.verify("pw", "$2b$06$not-even-base64")  # malformed: one hash
+    assert bcrypt_work == [("checkpw", 6)] * 2
+    hasher.close()
 
 
 async def test_a_hash_that_has_begun_is_finished_past_the_deadline():

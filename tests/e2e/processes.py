@@ -122,9 +122,11 @@ class ServiceProcess:
 class ThrowawayRedis:
     """A redis-server of the test's own, keeping nothing on disk."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra: str) -> None:
+        """``extra``: more redis-server options, for every start."""
         self.port = free_port()
         self.workdir = workdir
+        self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -145,6 +147,7 @@ class ThrowawayRedis:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

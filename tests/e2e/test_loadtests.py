@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import redis
+
 from tests.e2e.processes import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,15 +39,24 @@ def test_locust_headless_run(tmp_path):
     assert int(rows["Aggregated"]["Failure Count"]) == 0
 
 
-def test_bench_smoke(tmp_path):
+def test_bench_smoke(tmp_path, run_id, mysql_server, redis_server):
     assert shutil.which("wrk"), "wrk is needed: .ci/run installs it (apt-get install wrk)"
     out = tmp_path / "bench.json"
+    bench_id = f"{run_id}-smoke"
     result = subprocess.run(
         [sys.executable, str(ROOT / "loadtests" / "bench.py"), "--smoke", "--rounds", "4",
-         "--json", str(out)],
+         "--json", str(out), "--run-id", bench_id],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The run removes what it made: its database and its sessions (30-day TTLs).
+    with redis.Redis.from_url(redis_server.url) as client:
+        left = client.keys(f"authsvc-bench-{bench_id}:*")
+    assert left == [], f"{len(left)} keys left behind"
+    with mysql_server.connect() as conn:
+        cursor = conn.cursor()
+        cursor.execute("SHOW DATABASES LIKE %s", (f"authsvc_bench_{bench_id}",))
+        assert cursor.fetchall() == ()
     written = json.loads(out.read_text())
     results = {(r["scenario"], r["connections"]): r for r in written["results"]}
     for scenario in ("ceiling, small request", "ceiling, refresh's request", "refresh", "renew",

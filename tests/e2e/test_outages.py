@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from authsvc.core.validation import normalize_email
 from authsvc.services import mysql_config
 from authsvc.settings import Settings
 from authsvc.stores.mysql import MySQLPool
@@ -68,7 +69,7 @@ async def timed(call):
 def unavailable(body, field: str) -> bool:
     return (
         body["data"] is None
-        and body["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+        and body["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE", "retryAfter": 1}
         and body["errors"][0]["path"] == [field]
         and "Traceback" not in json.dumps(body)
     )
@@ -148,7 +149,7 @@ async def test_pool_recovers_every_idle_connection_after_a_restart(io_loop, mari
     restart must not fail on one of them (the pool is cleared and the query retried)."""
     pool = await MySQLPool.open(mysql_config(settings.model_copy(update={"db_pool_max": 4})))
     try:
-        await mysql_migrate(pool)
+        await mysql_migrate(pool, email_rule=normalize_email)
 
         async def slow_query() -> None:
             await pool.execute("SELECT SLEEP(0.2)")

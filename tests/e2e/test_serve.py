@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from authsvc.stores.migrations import latest_version
 from tests.conftest import ACCESS_SECRET, REFRESH_SECRET
 from tests.e2e.processes import ServiceProcess, authsvc_command, child_env
 from tests.helpers import LOGIN, LOGOUT, ME, PASSWORD, REFRESH, REGISTER, new_email
@@ -149,8 +150,8 @@ def test_production_refuses_an_unmigrated_database_then_migrate_fixes_it(
         refused = run("serve", "--port", "1")
         assert refused.returncode == 2
         assert refused.stderr.strip() == (
-            "authsvc: the database schema is at version 0, this release needs 1: "
-            "run `authsvc migrate`"
+            "authsvc: the database schema is at version 0, this release needs "
+            f"{latest_version('mysql')}: run `authsvc migrate`"
         )
         first = run("migrate")
         assert first.returncode == 0 and "applied 0001_users" in first.stdout

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import bcrypt
 
 from tests.e2e.processes import ServiceProcess, authsvc_command, child_env
 from tests.e2e.test_serve import migrate, production_env
@@ -47,6 +51,47 @@ def test_disable_ends_every_session_at_once_and_enable_lets_back_in(
         assert unknown.stderr.strip().splitlines()[-1] == (
             "authsvc: no user with email 'nobody@example.com'"
         )
+    finally:
+        assert service.terminate() == 0
+
+
+def test_disable_wins_against_a_login_in_flight(tmp_path, mysql_server, redis_server):
+    """`authsvc users disable` while a login is still hashing the password: the login
+    must not leave a session behind (it did: made after disable had ended the others,
+    it kept refreshing)."""
+    # A hash the server's check will take seconds over: longer than the CLI's run. The
+    # queue bound is raised so that the server does not give the slow hash up as busy.
+    env = production_env(mysql_server, redis_server) | {"HASH_QUEUE_MAX": "200"}
+    migrate(tmp_path, env)
+    slow_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(16)).decode()
+    service = ServiceProcess(tmp_path, env)
+    try:
+        email = new_email()
+        _, body = service.graphql(REGISTER, {"email": email, "password": PASSWORD})
+        user_id = json.loads(body["data"]["register"]["payload"])["id"]
+        with mysql_server.connect(mysql_server.database) as conn, conn.cursor() as cursor:
+            cursor.execute(
+                "UPDATE users SET password_hash = %s WHERE id = %s", (slow_hash, user_id)
+            )
+        with ThreadPoolExecutor(1) as pool:
+            login = pool.submit(service.graphql, LOGIN, {"email": email, "password": PASSWORD})
+            time.sleep(0.3)
+            assert not login.done(), "the login ended before disable began"
+            disabled = subprocess.run(
+                authsvc_command("users", "disable", email), cwd=tmp_path, env=child_env(env),
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert disabled.returncode == 0, disabled.stderr
+            assert not login.done(), "the login ended before disable did"
+            _, body = login.result(timeout=60)
+        result = body["data"]["login"]
+        if result["status"] == 200:  # a session was made: it must be dead
+            tokens = json.loads(result["payload"])
+            _, body = service.graphql(REFRESH, token=tokens["refresh_token"])
+            assert body.get("data") is None, "the late session still refreshes"
+            _, body = service.graphql(ME, token=tokens["access_token"])
+            assert body.get("data") is None, "the late session still answers me"
+        assert result["errors"] == [{"path": "email", "message": "invalid login"}]
     finally:
         assert service.terminate() == 0
 

@@ -46,8 +46,9 @@ def fuzz_target(tmp_path_factory) -> Iterator[FuzzTarget]:
     service = ServiceProcess(workdir, {"BCRYPT_ROUNDS": "4", "LOG_LEVEL": "WARNING"})
     try:
         yield FuzzTarget(service, workdir / ".authsvc" / "authsvc.sqlite3")
-    finally:
         assert service.terminate() == 0
+    finally:
+        service.stop()  # a worker stuck in a request must not outlive the suite
     # Refusals are answered, never raised: no unexpected error reached the log.
     logs = service.logs()
     assert "uncaught exception" not in logs and "unexpected error" not in logs

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.conftest import EXAMPLES, assert_no_leak, refused
 from tests.helpers import CHANGE_PASSWORD, LOGIN, LOGOUT, ME, REFRESH, REGISTER, RENEW, SESSIONS
+from tests.hostile_documents import nested_fragments
 
 KNOWN = [REGISTER, LOGIN, ME, REFRESH, LOGOUT, RENEW, SESSIONS, CHANGE_PASSWORD,
          "{ __schema { types { name } } }", "mutation { logoutAll }",
@@ -32,7 +33,20 @@ mutated = st.builds(
     st.integers(0, 120),
     st.text(max_size=12),
 )
-documents = st.one_of(st.sampled_from(KNOWN), mutated, st.text(max_size=150))
+#: Leaves of nested-fragment chains, with the aliases and fields each holds (None:
+#: closes a cycle).
+LEAVES = {"id": (0, 1), "id email": (0, 2), "__typename": (0, 1), "a: id": (1, 1),
+          "a: id b: email": (2, 2), "...F0": None}  # fmt: skip
+#: Chains of fragments that each spread the next 1-4 times (issue 11): a few KB that
+#: stand for up to 4^130 fields once expanded.
+nested = st.builds(
+    lambda levels, spreads, leaf, inline: (nested_fragments(levels, spreads, leaf, inline=inline),
+                                           levels, spreads, leaf),
+    st.integers(0, 130), st.integers(1, 4), st.sampled_from(sorted(LEAVES)), st.booleans(),
+)  # fmt: skip
+documents = st.one_of(
+    st.sampled_from(KNOWN), mutated, st.text(max_size=150), nested.map(lambda case: case[0])
+)
 graphql_bodies = st.fixed_dictionaries(
     {"query": documents},
     optional={
@@ -90,3 +104,40 @@ def test_random_requests(fuzz_target, method, path, headers, body):
         return
     if refused(response.status, parsed):
         assert fuzz_target.fingerprint() == before
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(case=nested)
+def test_nested_fragments_are_answered_at_once_with_their_expanded_counts(fuzz_target, case):
+    query, levels, spreads, leaf = case
+    # A short timeout: the checks are linear, so any of these is answered in milliseconds.
+    conn = http.client.HTTPConnection("127.0.0.1", fuzz_target.service.port, timeout=5)
+    try:
+        body = json.dumps({"query": query})
+        conn.request("POST", "/graphql", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        conn.close()
+    messages = [error["message"] for error in answer["errors"]]
+    codes = {error["extensions"]["code"] for error in answer["errors"]}
+    if codes == {"GRAPHQL_PARSE_FAILED"}:  # longer than GRAPHQL_MAX_TOKENS
+        assert response.status == 400 and "more than 1000 tokens" in messages[0]
+        return
+    counts = LEAVES[leaf]
+    if counts is None:
+        assert response.status == 400
+        assert any(m.startswith("Cannot spread fragment 'F0' within itself") for m in messages)
+        return
+    # Counted as expanded, not as written: `me` and every copy of the leaf.
+    aliases, fields = counts[0] * spreads**levels, 1 + counts[1] * spreads**levels
+    expected = []
+    if aliases > 10:
+        expected.append(f"{aliases} aliases exceed the limit of 10.")
+    if fields > 100:
+        expected.append(f"{fields} fields exceed the limit of 100.")
+    if expected:
+        assert response.status == 400 and messages == expected, answer
+    else:  # accepted, and `me` without a token is Unauthorized
+        assert response.status == 200 and codes == {"UNAUTHENTICATED"}, answer

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import LOGIN, REGISTER, new_email
+import pytest
+
+from tests.helpers import LOGIN, REGISTER, new_email, raw_post
 
 
 def message(response) -> str:
@@ -123,3 +125,59 @@ async def test_no_response_shows_a_stack_trace(client):
         assert response.code < 500
         assert "Traceback" not in response.body.decode()
         assert 'File "' not in response.body.decode()
+
+
+def register_body(email: str) -> str:
+    return json.dumps(
+        {"query": REGISTER, "variables": {"email": email, "password": "longpassword"}}
+    )
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/plain;charset=UTF-8",  # what a page's fetch(url, {body: string}) sends
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/graphql",
+        "application/jsonp",
+        "application/json-seq",
+        "text/plain; application/json",
+        "",
+    ],
+)
+async def test_a_post_that_is_not_json_is_415_and_changes_nothing(client, content_type):
+    email = new_email()
+    response = await client.raw(body=register_body(email), headers={"Content-Type": content_type})
+    assert response.code == 415
+    assert message(response) == "Content-Type must be application/json"
+    assert "Traceback" not in response.body.decode()
+    assert (await client.login(email, "longpassword"))["status"] == 401  # never registered
+
+
+async def test_a_post_without_content_type_is_415(client, http_server_port):
+    email = new_email()
+    status, body = await raw_post(http_server_port[1], register_body(email).encode())
+    assert status == 415
+    assert body == {"errors": [{"message": "Content-Type must be application/json"}]}
+    assert (await client.login(email, "longpassword"))["status"] == 401
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8"],
+)
+async def test_application_json_with_parameters_is_accepted(client, http_server_port, content_type):
+    email = new_email()
+    header = f"Content-Type: {content_type}\r\n".encode()
+    status, body = await raw_post(http_server_port[1], register_body(email).encode(), header)
+    assert status == 200 and body["data"]["register"]["status"] == 201, body
+    assert (await client.login(email, "longpassword"))["status"] == 200
+
+
+async def test_get_queries_need_no_content_type(client):
+    for headers in ({}, {"Content-Type": "text/plain"}):
+        response = await client.raw("GET", "/graphql?query=%7B__typename%7D", headers=headers)
+        assert response.code == 200
+        assert json.loads(response.body) == {"data": {"__typename": "Query"}}

@@ -28,7 +28,7 @@ def test_unexpected_error_is_generic_for_the_client_and_logged(caplog):
 
 def test_store_outage_is_service_unavailable():
     [error] = format_errors([wrapped(StoreUnavailable("Redis unavailable: ConnectionError"))], "r")
-    assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+    assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE", "retryAfter": 1}
     assert "Redis" not in error["message"]
 
 

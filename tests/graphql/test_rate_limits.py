@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -73,6 +74,60 @@ async def test_consecutive_failures_lock_and_a_success_resets_them(client):
     for _ in range(4):
         assert (await client.login(email, "wrong password"))["status"] == 401
     assert too_many(await client.login(email))
+
+
+def evaluated(caplog) -> int:
+    """Passwords evaluated: every login that got as far as a hash is audited."""
+    events = ("login_failed", "login_succeeded")
+    return sum(1 for r in caplog.records if getattr(r, "event", None) in events)
+
+
+@pytest.mark.settings(rate_limit_login_failures_per_account="10/900", bcrypt_rounds=10,
+                      rate_limit_login_per_ip="off")  # fmt: skip
+async def test_parallel_guesses_evaluate_no_more_passwords_than_the_limit(client, caplog):
+    """20 guesses at once against 10/900: 10 are evaluated, 10 refused before any hash,
+    and the right password after them is refused. Before, the counter was checked
+    before the ~75 ms hash and counted after it, so every guess in flight was
+    evaluated. (A success among the guesses would clear the count: tests/core has the
+    right password arriving while the guesses are in flight.)"""
+    email = new_email()
+    await client.register(email)
+    caplog.set_level(logging.INFO, logger="authsvc.audit")
+    passwords = [f"guess number {i}" for i in range(20)]
+    results = await asyncio.gather(*(client.login(email, p) for p in passwords))
+    statuses = sorted(r["status"] for r in results)
+    assert evaluated(caplog) == 10, statuses
+    assert statuses == [401] * 10 + [429] * 10
+    assert all(too_many(r) for r in results if r["status"] == 429)
+    assert too_many(await client.login(email))
+
+
+@pytest.mark.settings(rate_limit_login_failures_per_account="3/900", trusted_proxies="127.0.0.1",
+                      rate_limit_login_per_ip="off")  # fmt: skip
+async def test_one_attackers_address_cannot_lock_the_owner_out(client):
+    """The short window counts failures per account and client address."""
+    email = new_email()
+    await client.register(email)
+    for _ in range(3):
+        assert (await login_from(client, email, "wrong password", "203.0.113.7"))["status"] == 401
+    assert too_many(await login_from(client, email, PASSWORD, "203.0.113.7"))
+    # The owner, from another address, logs in; the attacker stays refused.
+    assert (await login_from(client, email, PASSWORD, "198.51.100.9"))["status"] == 200
+    assert too_many(await login_from(client, email, "another guess", "203.0.113.7"))
+
+
+@pytest.mark.settings(rate_limit_login_failures_per_account="3/900", trusted_proxies="127.0.0.1",
+                      rate_limit_login_per_ip="off", lockout_consecutive_failures=5,
+                      lockout_window_s=60)  # fmt: skip
+async def test_failures_from_every_address_together_are_bounded_by_the_lockout(client):
+    email = new_email()
+    await client.register(email)
+    for address in ("203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.2", "203.0.113.2"):
+        assert (await login_from(client, email, "wrong password", address))["status"] == 401
+    # Five in a row from two addresses: the account is refused from any address now.
+    refused = await login_from(client, email, PASSWORD, "198.51.100.9")
+    assert too_many(refused)
+    assert refused["errors"][0]["message"].endswith(("60 seconds", "59 seconds"))
 
 
 @pytest.mark.settings(rate_limit_login_per_ip="3/60", trusted_proxies="127.0.0.1")

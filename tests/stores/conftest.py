@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from authsvc.core.validation import normalize_email
 from authsvc.services import mysql_config
 from authsvc.stores import mysql, sqlite
 from authsvc.stores.redis import RedisConfig, RedisCounterStore, RedisSessionStore, open_client
@@ -20,7 +21,7 @@ def user_store(request, io_loop, mysql_server, redis_server, tmp_path):
     if request.param == "mysql":
         settings = settings_for("servers", mysql_server, redis_server, tmp_path)
         pool = io_loop.run_sync(lambda: mysql.MySQLPool.open(mysql_config(settings)))
-        io_loop.run_sync(lambda: mysql.migrate(pool))
+        io_loop.run_sync(lambda: mysql.migrate(pool, email_rule=normalize_email))
         yield mysql.MySQLUserStore(pool)
         io_loop.run_sync(pool.close)
     else:

@@ -26,6 +26,7 @@ async def test_key_has_user_hash_tag_and_expires_at_session_end(io_loop, redis_s
         stored = raw.hgetall(key)
         assert sorted(stored) == [  # a hash of the jti, never a token
             "created_at",
+            "epoch",
             "expires_at",
             "ip",
             "last_used_at",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from authsvc.stores.base import LimitReached, RefreshUse, Session, UseLimit
+from authsvc.stores.redis import RedisSessionStore
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
@@ -153,9 +155,9 @@ async def test_list_and_delete_all_of_a_user(session_store):
     assert {s.id for s in listed} == {first.id, second.id, third.id}
     assert await session_store.delete(user_id, second.id)
     assert {s.id for s in await session_store.list_for_user(user_id)} == {first.id, third.id}
-    assert await session_store.delete_all_for_user(user_id, keep=first.id) == 1
+    assert await session_store.revoke_all(user_id, keep=first.id) == 1
     assert [s.id for s in await session_store.list_for_user(user_id)] == [first.id]
-    assert await session_store.delete_all_for_user(user_id) == 1
+    assert await session_store.revoke_all(user_id) == 1
     assert await session_store.list_for_user(user_id) == []
     assert await session_store.get(other.user_id, other.id) == other
 
@@ -309,3 +311,117 @@ async def test_concurrent_limited_uses_have_exactly_max_winners(session_store):
     )
     assert results.count(RefreshUse.CURRENT) == 5
     assert sum(isinstance(r, LimitReached) for r in results) == 7
+
+
+# Revocation epochs (DESIGN §6): the bump is the moment of revocation.
+
+
+async def bump_only(store, user_id: str) -> None:
+    """Bump the user's epoch and delete nothing: a revocation cut short between its two
+    steps (revoke_all's bump and its deletes), as a crash or the Redis window would
+    leave it. Reaches into the adapter's own storage, on purpose."""
+    if isinstance(store, RedisSessionStore):
+        await store.client.incr(store.epoch_key(user_id))
+    else:
+        await store._db.execute(
+            "INSERT INTO revocation_epochs (user_id, epoch) VALUES (?, 1)"
+            " ON CONFLICT (user_id) DO UPDATE SET epoch = epoch + 1",
+            (user_id,),
+        )
+
+
+async def test_the_epoch_is_0_until_a_revocation_bumps_it(session_store):
+    user_id = str(uuid.uuid4())
+    assert await session_store.epoch(user_id) == 0
+    assert await session_store.revoke_all(user_id) == 0
+    assert await session_store.epoch(user_id) == 1
+    await session_store.revoke_all(user_id)
+    assert await session_store.epoch(user_id) == 2
+    assert await session_store.epoch(str(uuid.uuid4())) == 0  # per user
+
+
+async def test_a_session_made_under_an_older_epoch_is_not_created(session_store):
+    """The login in flight: it read epoch 0, a revocation bumped it meanwhile."""
+    session = make_session()
+    assert await session_store.epoch(session.user_id) == 0
+    await session_store.revoke_all(session.user_id)
+    assert await session_store.create(session) is False
+    assert await session_store.get(session.user_id, session.id) is None
+    assert not await session_store.exists(session.user_id, session.id)
+    assert await session_store.list_for_user(session.user_id) == []
+    assert await use(session_store, session, A) is RefreshUse.MISSING
+    current = replace(session, epoch=1)
+    assert await session_store.create(current) is True
+    assert await session_store.get(session.user_id, session.id) == current
+
+
+async def test_the_bump_alone_revokes_every_session_everywhere(session_store):
+    """Sessions the revocation has not deleted yet are refused by every call."""
+    user_id = str(uuid.uuid4())
+    first, second = make_session(user_id=user_id), make_session(user_id=user_id)
+    other = make_session()
+    for session in (first, second, other):
+        assert await session_store.create(session) is True
+    await bump_only(session_store, user_id)
+    assert await session_store.get(user_id, first.id) is None
+    assert not await session_store.exists(user_id, first.id)
+    assert await session_store.list_for_user(user_id) == []
+    assert await use(session_store, first, A) is RefreshUse.MISSING
+    assert await use(session_store, second, A, rotate_to=B) is RefreshUse.MISSING
+    assert await session_store.exists(other.user_id, other.id)  # another user's: untouched
+    await session_store.revoke_all(user_id)  # the rest of the revocation tidies up
+    assert await session_store.list_for_user(user_id) == []
+
+
+async def test_revoke_all_restamps_the_kept_session(session_store):
+    user_id = str(uuid.uuid4())
+    kept, ended = make_session(user_id=user_id), make_session(user_id=user_id)
+    await session_store.create(kept)
+    await session_store.create(ended)
+    assert await session_store.revoke_all(user_id, keep=kept.id) == 1
+    assert await session_store.exists(user_id, kept.id)
+    stored = await session_store.get(user_id, kept.id)
+    assert stored == replace(kept, epoch=1)
+    assert await use(session_store, kept, A, rotate_to=B) is RefreshUse.CURRENT
+    assert await use(session_store, ended, A) is RefreshUse.MISSING
+    assert [s.id for s in await session_store.list_for_user(user_id)] == [kept.id]
+
+
+async def test_a_kept_session_of_an_older_epoch_stays_revoked(session_store):
+    """Only a live session is carried over: keep cannot revive a revoked one."""
+    session = make_session()
+    await session_store.create(session)
+    await bump_only(session_store, session.user_id)
+    await session_store.revoke_all(session.user_id, keep=session.id)
+    assert not await session_store.exists(session.user_id, session.id)
+    assert await use(session_store, session, A) is RefreshUse.MISSING
+
+
+async def test_sessions_made_after_a_revocation_are_left_alone(session_store):
+    user_id = str(uuid.uuid4())
+    before = make_session(user_id=user_id)
+    await session_store.create(before)
+    await session_store.revoke_all(user_id)
+    after = replace(make_session(user_id=user_id), epoch=await session_store.epoch(user_id))
+    assert await session_store.create(after) is True
+    assert await use(session_store, after, A) is RefreshUse.CURRENT
+    assert [s.id for s in await session_store.list_for_user(user_id)] == [after.id]
+
+
+async def test_creates_and_uses_racing_a_revocation_never_survive_it(session_store):
+    """Logins that read the epoch before the revocation and renewals in flight, all at
+    once with it: whatever order they run in, none of their sessions is left."""
+    user_id = str(uuid.uuid4())
+    live = [make_session(user_id=user_id) for _ in range(10)]
+    for session in live:
+        await session_store.create(session)
+    epoch = await session_store.epoch(user_id)
+    late = [replace(make_session(user_id=user_id), epoch=epoch) for _ in range(10)]
+    calls = [session_store.create(s) for s in late]
+    calls += [use(session_store, s, A, rotate_to=B) for s in live]
+    calls.insert(7, session_store.revoke_all(user_id))
+    await asyncio.gather(*calls)
+    assert await session_store.list_for_user(user_id) == []
+    for session in live + late:
+        assert not await session_store.exists(user_id, session.id)
+        assert await use(session_store, session, B) is RefreshUse.MISSING

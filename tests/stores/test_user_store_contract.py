@@ -84,3 +84,19 @@ async def test_list_pages_oldest_first_and_delete(user_store):
     assert not await user_store.delete(first.id)
     assert await user_store.get(first.id) is None
     assert await user_store.get(second.id) == second
+
+
+async def test_a_hash_is_replaced_only_over_the_one_it_replaces(user_store):
+    """A login's rehash names the hash it checked: a password changed meanwhile stays."""
+    user = make_user()
+    await user_store.create(user)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    changed = "$2b$04$" + "c" * 53
+    assert await user_store.set_password_hash(user.id, changed, now)
+    rehashed = "$2b$04$" + "r" * 53
+    assert not await user_store.set_password_hash(
+        user.id, rehashed, now, replacing=user.password_hash
+    )
+    assert (await user_store.get(user.id)).password_hash == changed
+    assert await user_store.set_password_hash(user.id, rehashed, now, replacing=changed)
+    assert (await user_store.get(user.id)).password_hash == rehashed

@@ -1,0 +1,3 @@
+-- Emails to the one normalized form (NFC, the domain in Unicode, lower-cased): a rule in
+-- Python, so this is a data step (authsvc.stores.migrations.normalize_emails). Rows that
+-- would collide are kept and reported by `authsvc migrate`.
