@@ -151,7 +151,10 @@ def run_wrk(port: int, script: str, connections: int, seconds: float, env: dict[
 def measure(name: str, server: Process, port: int, script: str, connections: int,
             seconds: float, env: dict[str, str]) -> Result:  # fmt: skip
     cpu_before = server.cpu_seconds()
-    raw = run_wrk(port, script, connections, seconds, env)
+    # A client that honours Retry-After waits on its own connection: the server judges
+    # each connection by what it did, so each gets a wrk thread of its own.
+    threads = connections if env.get("RETRY_AFTER") == "1" else 2
+    raw = run_wrk(port, script, connections, seconds, env, threads)
     cpu = server.cpu_seconds() - cpu_before
     requests = max(raw["requests"], 1)
     return Result(
