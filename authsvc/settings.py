@@ -163,10 +163,10 @@ class Settings(BaseSettings):
     #: (status 503) at once; unset: 4 per hashing thread (about a second of waiting at
     #: 12 rounds), so that a login is answered quickly, or told at once to retry.
     hash_queue_max: int | None = Field(None, ge=1, le=10_000)
-    #: The hashing threads' nice value (Linux): 0, the event loops' own, keeps hashing
-    #: its share of the CPU under any flood; up to 19 favours refresh and `me` when the
-    #: loops are busy, at the price of logins (at 19 a flood stopped every login).
-    hash_niceness: int = Field(0, ge=0, le=19)
+    #: The hashing threads' nice value (Linux): 19, the lowest priority, keeps refresh
+    #: and `me` fast beside a full backlog; 0, the event loops' own, keeps hashing its
+    #: share of the CPU whatever keeps the loops busy, at the price of their latency.
+    hash_niceness: int = Field(19, ge=0, le=19)
     #: A refusal that passes (busy, rate limited) to a client that asked again too soon
     #: (before its Retry-After, or within a second of its last login) is held until it
     #: may ask, at most this long; 0: never held (graphql/pacing.py).

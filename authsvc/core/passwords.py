@@ -59,9 +59,11 @@ def admit_as(caller: Caller) -> None:
 
 
 #: The hashing threads' default nice value (Linux; elsewhere nothing happens): the
-#: event loops' own. Below it (nice 19), any flood that kept the loops busy, even with
-#: answers that cost 0.5 ms, left hashing no core at all, and every login failed.
-HASHING_NICENESS = 0
+#: lowest priority, so that refresh and `me` keep their latency beside a full backlog
+#: (at the loops' own, 0, refresh p99 beside a login flood rose 4.6-fold; at 5, 3.2).
+#: Hashing gets the cores the loops leave, which is why refusals are paced
+#: (graphql/pacing.py): answered at once, a flood's took every core and no login passed.
+HASHING_NICENESS = 19
 
 
 class PasswordHasher:
