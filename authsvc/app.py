@@ -21,6 +21,7 @@ from authsvc.graphql.executor import GraphQLExecutor
 from authsvc.graphql.handler import STATIC, GraphQLHandler
 from authsvc.graphql.http import JSONHandler, NotFoundHandler
 from authsvc.graphql.limits import QueryLimits
+from authsvc.graphql.pacing import Pacing
 from authsvc.graphql.resolvers import RESOLVERS
 from authsvc.graphql.schema import build_executable_schema
 from authsvc.logs import stamp_request_ids
@@ -125,6 +126,11 @@ def make_app(
                 "max_body_bytes": settings.max_body_bytes,
                 "batch_max": settings.graphql_batch_max,
                 "graphiql": settings.graphiql_enabled,
+                "pacing": Pacing(
+                    settings.refusal_hold_max_s,
+                    settings.refusals_held_max,
+                    settings.refusals_ignored_max,
+                ),
             },
         ),
         (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),

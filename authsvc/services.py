@@ -133,7 +133,10 @@ async def open_services(
             await close()
         raise
     hasher = PasswordHasher(
-        settings.bcrypt_rounds, settings.effective_hash_threads, settings.hash_queue_max
+        settings.bcrypt_rounds,
+        settings.effective_hash_threads,
+        settings.hash_queue_max,
+        settings.hash_niceness,
     )
 
     async def close_hasher() -> None:

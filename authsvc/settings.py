@@ -163,6 +163,18 @@ class Settings(BaseSettings):
     #: (status 503) at once; unset: 4 per hashing thread (about a second of waiting at
     #: 12 rounds), so that a login is answered quickly, or told at once to retry.
     hash_queue_max: int | None = Field(None, ge=1, le=10_000)
+    #: The hashing threads' nice value (Linux): 19, the lowest priority, keeps refresh
+    #: and `me` fast beside a full backlog; 0, the event loops' own, keeps hashing its
+    #: share of the CPU whatever keeps the loops busy, at the price of their latency.
+    hash_niceness: int = Field(19, ge=0, le=19)
+    #: A refusal that passes (busy, rate limited) to a client that asked again too soon
+    #: (before its Retry-After, or within a second of its last login) is held until it
+    #: may ask, at most this long; 0: never held (graphql/pacing.py).
+    refusal_hold_max_s: float = Field(2.0, ge=0, le=30)
+    #: Answers held at once per worker at most; past it, the connection is closed.
+    refusals_held_max: int = Field(1024, ge=1, le=1_000_000)
+    #: Refusals in a row a connection may ask again too soon for before it is closed.
+    refusals_ignored_max: int = Field(20, ge=1, le=1_000_000)
     password_min_length: int = Field(8, ge=1, le=72)
     password_reject_common: bool = True
     email_confirmation: bool = False

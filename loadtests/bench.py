@@ -62,6 +62,7 @@ class Result:
     peak_rss_mb: float
     ratio_to_ceiling: float | None = None
     ratio_to_capacity: float | None = None  # login, register: ok/s ÷ (cores ÷ hash time)
+    p99_to_quiet: float | None = None  # refresh beside a flood: p99 ÷ the same load's alone
 
 
 def free_port() -> int:
@@ -150,7 +151,10 @@ def run_wrk(port: int, script: str, connections: int, seconds: float, env: dict[
 def measure(name: str, server: Process, port: int, script: str, connections: int,
             seconds: float, env: dict[str, str]) -> Result:  # fmt: skip
     cpu_before = server.cpu_seconds()
-    raw = run_wrk(port, script, connections, seconds, env)
+    # A client that honours Retry-After waits on its own connection: the server judges
+    # each connection by what it did, so each gets a wrk thread of its own.
+    threads = connections if env.get("RETRY_AFTER") == "1" else 2
+    raw = run_wrk(port, script, connections, seconds, env, threads)
     cpu = server.cpu_seconds() - cpu_before
     requests = max(raw["requests"], 1)
     return Result(
@@ -251,6 +255,7 @@ def main() -> int:
         default=uuid.uuid4().hex[:8],
         help="names the run's database and Redis keys (both removed at the end)",
     )
+    parser.add_argument("--flood-only", action="store_true", help="the login flood scenario only")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is needed (apt-get install wrk)")
@@ -318,7 +323,7 @@ def main() -> int:
                   "RETRY_AFTER": "1"}),
             ]  # fmt: skip
             ceilings: dict[int, float] = {}
-            for connections in connection_counts:
+            for connections in [] if args.flood_only else connection_counts:
                 # For reference, the issue's measure: the smallest request.
                 results.append(measure("ceiling, small request", ceiling, ceiling_port,
                                        "graphql.lua", connections, seconds,
@@ -342,9 +347,12 @@ def main() -> int:
                     else:
                         result.ratio_to_ceiling = result.rps / ceilings[connections]
                     results.append(result)
-            rows, runs = mixed(server, port, refresh_file, logins, seconds, ceilings, repeat)
+            if not args.flood_only:
+                rows, runs = mixed(server, port, refresh_file, logins, seconds, ceilings, repeat)
+                results += rows
+                all_rounds += runs
+            rows, flood_goals = flood(server, port, refresh_file, logins, seconds, capacity)
             results += rows
-            all_rounds += runs
         finally:
             server_code = server.stop()
             ceiling.stop()
@@ -353,6 +361,7 @@ def main() -> int:
         delete_keys(redis_url, env["REDIS_KEY_PREFIX"])
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(results, workers, args.rounds, hash_s)
+    print_flood_goals(flood_goals)
     print(f"\nceiling, refresh and me: the median of {repeat} rounds; in each round the ceiling "
           "answers refresh's requests\nand refresh and me follow at once, each ÷ that round's "
           "ceiling. The others ÷ the median ceiling.\nrefresh (during logins): the round of "
@@ -360,6 +369,7 @@ def main() -> int:
     Path(args.json).write_text(json.dumps(
         {"workers": workers, "bcrypt_rounds": args.rounds, "seconds": seconds,
          "hash_seconds": hash_s, "capacity_per_second": capacity, "repeat": repeat,
+         "flood": flood_goals,
          "results": [asdict(r) for r in results],
          "rounds": [asdict(r) for r in all_rounds]}, indent=2))  # fmt: skip
     print(f"\nwritten to {args.json}")
@@ -458,6 +468,97 @@ def beside_logins(server: Process, port: int, label: str, login_connections: int
     return refresh, login_result[0]
 
 
+FLOOD_CONNECTIONS = 64
+POLITE_CONNECTIONS = 4
+FLOOD_LEAD_S = 2.0  # the flood alone, before the others start
+#: refresh beside the flood: a steady load (each connection waits 20 ms between
+#: requests, a fifth or so of what the server can answer), since a refresh load that
+#: takes every core leaves none for hashing, whatever the flood does.
+PACED_REFRESH = {"QUERY": "mutation { refresh }", "DELAY_MS": "20"}
+PACED_CONNECTIONS = 32
+
+
+def flood(server: Process, port: int, refresh_file: Path, logins: Path, seconds: float,
+          capacity: float) -> tuple[list[Result], dict[str, Any]]:  # fmt: skip
+    """A flood of logins that ignores busy answers (each followed by the next request
+    at once), with a few clients beside it that honour Retry-After; then the same with
+    a steady refresh load, against that refresh load alone. Returns the rows and the
+    issue's goals (successful logins ÷ capacity, the polite clients' p99, refresh p99 ÷
+    quiet), all measured in this run."""
+    from polite import run_polite  # loadtests/polite.py, beside this file
+
+    emails = logins.read_text().split()
+    paced = PACED_REFRESH | {"TOKENS_FILE": str(refresh_file)}
+    quiet = measure("refresh, paced", server, port, "graphql.lua", PACED_CONNECTIONS,
+                    seconds, paced)  # fmt: skip
+    rows = [quiet]
+    goals: dict[str, Any] = {"quiet_refresh_p99_ms": quiet.p99_ms}
+    for with_refresh in (False, True):
+        label = "+ paced refresh" if with_refresh else "alone"
+        env = {"MODE": "login", "EMAILS_FILE": str(logins), "PASSWORD": PASSWORD}
+        flooding, flood_result = in_thread(measure, f"login flood ({label})", server, port,
+                                           "credentials.lua", FLOOD_CONNECTIONS,
+                                           seconds + FLOOD_LEAD_S + 0.5, env)  # fmt: skip
+        time.sleep(FLOOD_LEAD_S)  # the flood is on, its first logins (all at once) done
+        politely, polite_result = in_thread(run_polite, port, emails, PASSWORD,
+                                            POLITE_CONNECTIONS, seconds)  # fmt: skip
+        refresh = None
+        if with_refresh:
+            refresh = measure("refresh, paced (during flood)", server, port, "graphql.lua",
+                              PACED_CONNECTIONS, seconds, paced)  # fmt: skip
+            refresh.p99_to_quiet = refresh.p99_ms / max(quiet.p99_ms, 1e-3)
+        politely.join()
+        flooding.join()
+        settle(port, emails[0])
+        polite, flooded = polite_result[0], flood_result[0]
+        flooded.ratio_to_capacity = flooded.ok_rps / capacity
+        polite_ok = len(polite.login_s) / seconds
+        polite_row = Result(
+            scenario=f"polite logins ({label})", connections=POLITE_CONNECTIONS,
+            rps=polite.attempts / seconds, ok_rps=polite_ok,
+            p50_ms=polite.percentile(0.5) * 1000, p90_ms=polite.percentile(0.9) * 1000,
+            p99_ms=polite.percentile(0.99) * 1000, errors=polite.errors, busy=polite.refused,
+            cpu_ms_per_request=0.0, peak_rss_mb=server.peak_rss_mb(),
+            ratio_to_capacity=polite_ok / capacity,
+        )  # fmt: skip
+        rows += [flooded, polite_row]
+        goal = {
+            "logins_to_capacity": flooded.ratio_to_capacity + polite_row.ratio_to_capacity,
+            "polite_logins": len(polite.login_s), "polite_unfinished": len(polite.unfinished_s),
+            "polite_p99_s": polite.percentile(0.99),
+        }  # fmt: skip
+        if refresh is not None:
+            rows.append(refresh)
+            goal["refresh_p99_to_quiet"] = refresh.p99_to_quiet
+        goals["with_refresh" if with_refresh else "alone"] = goal
+    return rows, goals
+
+
+def in_thread(fn: Callable[..., T], *args: Any) -> tuple[Any, list[T]]:
+    """``fn(*args)`` on a thread started now, and the list its result will be put in."""
+    import threading
+
+    result: list[T] = []
+    thread = threading.Thread(target=lambda: result.append(fn(*args)))
+    thread.start()
+    return thread, result
+
+
+def print_flood_goals(goals: dict[str, Any]) -> None:
+    alone, beside = goals["alone"], goals["with_refresh"]
+    print(
+        f"\nlogin flood ({FLOOD_CONNECTIONS} connections ignoring busy answers) beside "
+        f"{POLITE_CONNECTIONS} clients honouring Retry-After:\n"
+        f"  successful logins ÷ capacity: {alone['logins_to_capacity']:.2f} (goal ≥ 0.80; "
+        f"{beside['logins_to_capacity']:.2f} with the paced refresh beside)\n"
+        f"  polite clients' login p99, retries included: {alone['polite_p99_s']:.2f} s "
+        f"({alone['polite_logins']} logins, {alone['polite_unfinished']} unfinished; "
+        f"goal ≤ 5 s; {beside['polite_p99_s']:.2f} s with the refresh beside)\n"
+        f"  paced refresh p99 ÷ the same load alone: {beside['refresh_p99_to_quiet']:.2f} "
+        f"({goals['quiet_refresh_p99_ms']:.2f} ms alone; goal ≤ 2)"
+    )
+
+
 def print_table(results: list[Result], workers: int, rounds: int, hash_s: float) -> None:
     print(
         f"\nauthsvc bench: {workers} workers, {os.cpu_count()} cores, bcrypt {rounds} rounds "
@@ -465,16 +566,17 @@ def print_table(results: list[Result], workers: int, rounds: int, hash_s: float)
     )
     header = (f"{'scenario':32} {'conns':>5} {'req/s':>9} {'ok/s':>9} {'p50 ms':>8} {'p90 ms':>8} "
               f"{'p99 ms':>8} {'errors':>6} {'busy':>6} {'cpu ms/req':>10} {'rss MB':>7} "
-              f"{'÷ceiling':>8} {'÷capacity':>9}")  # fmt: skip
+              f"{'÷ceiling':>8} {'÷capacity':>9} {'p99÷quiet':>9}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for r in results:
         ratio = f"{r.ratio_to_ceiling:.2f}" if r.ratio_to_ceiling is not None else "-"
         capacity = f"{r.ratio_to_capacity:.2f}" if r.ratio_to_capacity is not None else "-"
+        quiet = f"{r.p99_to_quiet:.2f}" if r.p99_to_quiet is not None else "-"
         print(f"{r.scenario:32} {r.connections:>5} {r.rps:>9.1f} {r.ok_rps:>9.1f} {r.p50_ms:>8.2f} "
               f"{r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {r.busy:>6} "
               f"{r.cpu_ms_per_request:>10.3f} {r.peak_rss_mb:>7.1f} {ratio:>8} "
-              f"{capacity:>9}")  # fmt: skip
+              f"{capacity:>9} {quiet:>9}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import re
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import bcrypt
 
@@ -33,9 +36,33 @@ _BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 #: Set while a request holds its place in the backlog (PasswordHasher.admitted).
 _admitted: ContextVar[bool] = ContextVar("authsvc_hashing_admitted", default=False)
 
-#: The hashing threads' nice value (Linux; elsewhere nothing happens): the lowest
-#: priority, so that the event loops (nice 0) get a core whenever they want one and
-#: hashing takes what is left (at +5 a busy loop still lost a quarter of its core).
+
+class Caller:
+    """The client of a request as admission sees it, set by the HTTP edge (see
+    graphql/pacing.py) with ``admit_as``: whether it asks again too soon (within a
+    second of its last answer, or before the Retry-After it was given), and, once
+    admission has seen it, whether it asked for a place."""
+
+    __slots__ = ("asked", "too_soon")
+
+    def __init__(self, too_soon: bool) -> None:
+        self.too_soon = too_soon
+        self.asked = False
+
+
+_caller: ContextVar[Caller | None] = ContextVar("authsvc_hashing_caller", default=None)
+
+
+def admit_as(caller: Caller) -> None:
+    """Admission treats the rest of this request (its own task) as ``caller``'s."""
+    _caller.set(caller)
+
+
+#: The hashing threads' default nice value (Linux; elsewhere nothing happens): the
+#: lowest priority, so that refresh and `me` keep their latency beside a full backlog
+#: (at the loops' own, 0, refresh p99 beside a login flood rose 4.6-fold; at 5, 3.2).
+#: Hashing gets the cores the loops leave, which is why refusals are paced
+#: (graphql/pacing.py): answered at once, a flood's took every core and no login passed.
 HASHING_NICENESS = 19
 
 
@@ -44,21 +71,41 @@ class PasswordHasher:
     rather than queued for seconds, so a flood of logins sheds load instead of making
     every login slow; refresh and `me` never wait on this pool at all.
 
-    A hash that has not finished within twice the wait the bound allows (the cores
-    being taken by requests of higher priority) is given up and answered Busy too, so
-    that no login hangs for as long as the event loops stay saturated."""
+    A hash that has not begun within twice the wait the bound allows (the cores being
+    taken by other work) is given up and answered Busy too, so that no login waits in
+    the queue for as long as the cores stay taken; one that has begun is finished."""
 
-    def __init__(self, rounds: int, threads: int, max_pending: int | None = None) -> None:
+    def __init__(
+        self,
+        rounds: int,
+        threads: int,
+        max_pending: int | None = None,
+        niceness: int = HASHING_NICENESS,
+    ) -> None:
         self.rounds = rounds
         self._pool = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="bcrypt", initializer=_lower_priority
+            max_workers=threads,
+            thread_name_prefix="bcrypt",
+            initializer=functools.partial(_lower_priority, niceness),
         )
         self._max_pending = max_pending if max_pending is not None else 4 * threads
+        #: The places a caller that asks too soon may take: half the backlog, enough to
+        #: keep every thread busy, so the other half is always there for clients that
+        #: wait as told (else a flood takes every place the moment it frees).
+        self._places_for_too_soon = max(1, self._max_pending // 2)
         self._threads = threads
+        #: Hashes waiting for a thread: of callers that wait as told, then of the others.
+        self._jobs: tuple[deque[tuple[Callable[[], Any], Future[Any]]], ...] = (
+            deque(),
+            deque(),
+        )
+        self._jobs_lock = threading.Lock()
         self.pending = 0
         #: CPU seconds one hash takes here, a moving average of the hashes done (CPU
         #: time, not wall time: a hash that waited for a core did not cost more).
         self.hash_seconds = 0.25
+        #: The same in wall time, waiting for a core included: the backlog's pace.
+        self.hash_wall_seconds = 0.25
         #: A decoy per cost up to ``rounds``, made now: the first unknown email of a
         #: worker costs what every later one does (no decoy is made on first use).
         self.decoys = {cost: _decoy(cost) for cost in range(MIN_ROUNDS, rounds + 1)}
@@ -81,7 +128,13 @@ class PasswordHasher:
             self.pending -= 1
 
     def _take_place(self) -> None:
-        if self.pending >= self._max_pending:
+        caller = _caller.get()
+        places = self._max_pending
+        if caller is not None:
+            caller.asked = True
+            if caller.too_soon:
+                places = self._places_for_too_soon
+        if self.pending >= places:
             raise Busy(retry_after_s=self.retry_after_s())
         self.pending += 1
 
@@ -171,19 +224,47 @@ class PasswordHasher:
 
     async def _timed(self, fn: Callable[..., T], args: tuple[bytes, ...], measured: bool) -> T:
         def timed() -> T:
-            started = time.thread_time()
+            wall, cpu = time.perf_counter(), time.thread_time()
             result = fn(*args)
             if measured:
-                self.hash_seconds += 0.2 * (time.thread_time() - started - self.hash_seconds)
+                self.hash_seconds += 0.2 * (time.thread_time() - cpu - self.hash_seconds)
+                wall = time.perf_counter() - wall
+                self.hash_wall_seconds += 0.2 * (wall - self.hash_wall_seconds)
             return result
 
-        # The longest a hash should take, queue included, at twice the backlog's pace.
-        deadline_s = 2 * (self._max_pending / self._threads + 1) * self.hash_seconds
-        future = asyncio.get_running_loop().run_in_executor(self._pool, timed)
-        try:
-            return await asyncio.wait_for(future, max(1.0, deadline_s))
-        except TimeoutError:  # still queued: dropped from the queue; running: finishes
-            raise Busy(retry_after_s=self.retry_after_s()) from None
+        # Callers that wait as told are served first: a flood's hashes, queued first,
+        # must not make every other login wait behind them. The pool runs whichever job
+        # is first when a thread frees (_run_next), so no thread waits on the loop.
+        job: Future[T] = Future()
+        caller = _caller.get()
+        with self._jobs_lock:
+            self._jobs[1 if caller is not None and caller.too_soon else 0].append((timed, job))
+        self._pool.submit(self._run_next)
+        # The longest a hash may wait for a thread, at twice the backlog's pace in wall
+        # time (on cores shared with other work every hash takes longer). One that has
+        # begun is finished: its work is spent either way, and dropping it would turn
+        # admitted logins into busy answers just when the cores are scarce.
+        deadline_s = 2 * (self._max_pending / self._threads + 1) * self.hash_wall_seconds
+        result = asyncio.wrap_future(job)
+        await asyncio.wait({result}, timeout=max(1.0, deadline_s))
+        if not result.done() and job.cancel():  # still queued: dropped
+            raise Busy(retry_after_s=self.retry_after_s())
+        return await result
+
+    def _run_next(self) -> None:
+        """In a pool thread: run the first job queued that is not given up."""
+        while True:
+            with self._jobs_lock:
+                queued = next((jobs.popleft() for jobs in self._jobs if jobs), None)
+            if queued is None:
+                return
+            work, job = queued
+            if job.set_running_or_notify_cancel():
+                try:
+                    job.set_result(work())
+                except BaseException as exc:  # for the awaiting caller to raise
+                    job.set_exception(exc)
+                return
 
 
 def _decoy(cost: int) -> bytes:
@@ -200,9 +281,11 @@ def _check_decoys(secret: bytes, *decoys: bytes) -> bool:
     return False
 
 
-def _lower_priority() -> None:
-    """Hashing threads yield the CPU to the event loop: under a flood of logins, refresh
-    and `me` keep their latency and hashing takes what is left. On Linux a thread's
-    nice value is its own (setpriority on the calling thread)."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, HASHING_NICENESS)
+def _lower_priority(niceness: int) -> None:
+    """Give a hashing thread its nice value (HASH_NICENESS): above 0 it yields the CPU
+    to the event loops, so refresh keeps its latency beside a full backlog, at the
+    price of logins under any load that keeps the loops busy. On Linux a thread's nice
+    value is its own (setpriority on the calling thread)."""
+    if niceness:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)

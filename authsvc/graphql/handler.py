@@ -3,6 +3,7 @@ the GraphiQL page)."""
 
 from __future__ import annotations
 
+from asyncio import Future
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +12,13 @@ from typing import Any
 import orjson
 import tornado.web
 
+from authsvc.core.passwords import admit_as
 from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.context import RequestContext, ResponseHints
 from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
 from authsvc.graphql.http import BadRequest, JSONHandler
+from authsvc.graphql.pacing import Pacing
 from authsvc.services import Services
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -34,6 +37,7 @@ class GraphQLHandler(JSONHandler):
         addresses: ClientAddressResolver,
         max_body_bytes: int,
         batch_max: int,
+        pacing: Pacing,
         graphiql: bool = False,
     ) -> None:
         self.graphiql = graphiql
@@ -42,6 +46,8 @@ class GraphQLHandler(JSONHandler):
         self.addresses = addresses
         self.max_body_bytes = max_body_bytes
         self.batch_max = batch_max
+        self.pacing = pacing
+        self.closing = False  # closed once answered: it kept ignoring Retry-After
         self.body = bytearray()
         self.body_too_large = False
         self.hints = ResponseHints()
@@ -52,6 +58,13 @@ class GraphQLHandler(JSONHandler):
         if self.request.method == "POST" and not _is_json(self.request.headers):
             self._refuse(BadRequest(415, JSON_ONLY))
             return
+        peer = self.request.remote_ip or ""
+        self.client_ip = self.addresses.resolve(peer, self.request.headers)
+        # Behind a proxy its connections carry many clients: the address tells them apart.
+        connection = getattr(self.request.connection, "stream", self.request.connection)
+        self.paced_connection = connection if self.client_ip == peer else None
+        self.caller = self.pacing.caller(self.paced_connection, self.client_ip)
+        admit_as(self.caller)
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             self._refuse(self._too_large())
@@ -91,6 +104,7 @@ class GraphQLHandler(JSONHandler):
         except BadRequest as exc:
             self._refuse(exc)
             return
+        await self._pace()
         self._answer(response)
 
     async def get(self) -> None:
@@ -130,11 +144,12 @@ class GraphQLHandler(JSONHandler):
         responses = [await self._run_graphql(r, allow_mutation=True) for r in requests]
         self.operation = ",".join(r.operation for r in responses)
         self.outcome = ",".join(r.outcome for r in responses)
+        await self._pace()
         self.write_json(200, [r.body for r in responses])
 
     async def _run_graphql(self, request: GraphQLRequest, *, allow_mutation: bool) -> Response:
         headers = self.request.headers
-        address = self.addresses.resolve(self.request.remote_ip or "", headers)
+        address = self.client_ip
         context = RequestContext(
             services=self.services,
             authorization=headers.get("Authorization"),
@@ -160,6 +175,23 @@ class GraphQLHandler(JSONHandler):
         if self.hints.retry_after_s is not None:  # busy or rate limited (RFC 9110 §10.2.3)
             self.set_header("Retry-After", str(self.hints.retry_after_s))
         return response
+
+    async def _pace(self) -> None:
+        """A refusal (busy, rate limited) to a client that asked again too soon is held,
+        or its connection closed (graphql/pacing.py); other answers are not delayed."""
+        if not self.caller.asked or self.application.settings["in_flight"].draining:
+            return
+        connection, retry_after_s = self.paced_connection, self.hints.retry_after_s
+        if await self.pacing.answered(connection, self.client_ip, self.caller, retry_after_s):
+            self.set_header("Connection", "close")
+            self.closing = True
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        written = super().finish(chunk)
+        stream = getattr(self.request.connection, "stream", None)
+        if self.closing and stream is not None:
+            written.add_done_callback(lambda _: stream.close())
+        return written
 
     def _answer(self, response: Response) -> None:
         self.operation = response.operation

@@ -6,8 +6,10 @@ dofile(os.getenv("WRK_DIR") .. "/common.lua")
 
 local honour = os.getenv("RETRY_AFTER") == "1"
 -- wrk asks delay() once for each next request, after the answer to the previous one on
--- the same connection; a thread serves many connections, so the waits owed are queued
--- and each next request pays one (which connection pays it does not matter here).
+-- the same connection; a thread may serve many connections, so the waits owed are
+-- queued and each next request pays one. bench.py gives each connection a thread of
+-- its own when RETRY_AFTER=1, so that the connection told to wait is the one that waits
+-- (the server judges each connection by what it did).
 local owed, first, last = {}, 1, 0
 
 local mode = os.getenv("MODE")

@@ -1,5 +1,7 @@
 -- One GraphQL operation, with a Bearer token taken in turn from TOKENS_FILE (one per
--- line) when the operation needs one. Environment: QUERY, TOKENS_FILE (optional).
+-- line) when the operation needs one. Environment: QUERY, TOKENS_FILE (optional),
+-- DELAY_MS (optional: each connection waits that long before its next request, for a
+-- steady load below the server's most instead of as much as it can answer).
 dofile(os.getenv("WRK_DIR") .. "/common.lua")
 
 local body = '{"query":"' .. os.getenv("QUERY") .. '"}'
@@ -24,4 +26,9 @@ end
 
 function response(status, headers, body)
   count(status, body)
+end
+
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "")
+if delay_ms then  -- defined only then: wrk times every request once delay() exists
+  function delay() return delay_ms end
 end

@@ -11,7 +11,7 @@ import bcrypt
 import pytest
 
 from authsvc.core.errors import Busy
-from authsvc.core.passwords import HASHING_NICENESS, PasswordHasher
+from authsvc.core.passwords import HASHING_NICENESS, Caller, PasswordHasher, admit_as
 from tests.core.conftest import work
 
 
@@ -106,32 +106,41 @@ async def test_an_admitted_request_holds_its_place_until_it_ends():
         hasher.close()
 
 
-async def test_hashing_threads_run_at_the_lowest_priority():
-    """Linux gives each thread its own nice value (the service's platform)."""
-    hasher = PasswordHasher(rounds=4, threads=1)
-    try:
-        await hasher.hash("pw")  # the thread exists now
-        loop = asyncio.get_running_loop()
-        nice = await loop.run_in_executor(hasher._pool, os.getpriority, os.PRIO_PROCESS, 0)
-        assert nice == HASHING_NICENESS == 19
-        assert os.getpriority(os.PRIO_PROCESS, 0) < nice  # the loop's thread is untouched
-    finally:
-        hasher.close()
+async def test_hashing_threads_run_at_the_lowest_priority_unless_told():
+    """Linux gives each thread its own nice value (the service's platform). HASH_NICENESS
+    0 keeps the event loop's own."""
+    loop = asyncio.get_running_loop()
+    for niceness, expected in ((None, 19), (0, os.getpriority(os.PRIO_PROCESS, 0))):
+        hasher = (
+            PasswordHasher(rounds=4, threads=1)
+            if niceness is None
+            else PasswordHasher(rounds=4, threads=1, niceness=niceness)
+        )
+        try:
+            await hasher.hash("pw")  # the thread exists now
+            nice = await loop.run_in_executor(hasher._pool, os.getpriority, os.PRIO_PROCESS, 0)
+            assert nice == expected
+        finally:
+            hasher.close()
+    assert HASHING_NICENESS == 19
+    assert os.getpriority(os.PRIO_PROCESS, 0) < 19  # the loop's thread is untouched
 
 
 async def test_a_hash_that_gets_no_core_in_time_is_answered_busy():
     """A hash queued behind others past twice the backlog's pace is given up."""
     hasher = PasswordHasher(rounds=12, threads=1, max_pending=2)
     try:
-        hasher.hash_seconds = 0.01  # as if hashes were quick: a 1 s deadline, the least
-        blocker = asyncio.get_running_loop().run_in_executor(hasher._pool, time.sleep, 1.5)
+        hasher.hash_wall_seconds = 0.01  # as if hashes were quick: a 1 s deadline, the least
+        blocker = asyncio.ensure_future(hasher._run(time.sleep, 1.5))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # it has the thread
         started = time.monotonic()
         with pytest.raises(Busy) as busy:
             await hasher.hash("pw")
         assert 0.9 < time.monotonic() - started < 1.4
         assert (busy.value.retry_after_s or 0) >= 1
-        assert hasher.pending == 0
+        assert hasher.pending == 1  # the blocker's place only
         await blocker
+        assert hasher.pending == 0
         # The given-up hash was dropped from the queue: the pool is free at once.
         assert await hasher.verify("pw", bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode())
     finally:
@@ -171,3 +180,41 @@ async def test_the_decoys_exist_from_the_start(bcrypt_work):
     assert not await hasher.verify("pw", "$2b$06$not-even-base64")  # malformed: one hash
     assert bcrypt_work == [("checkpw", 6)] * 2
     hasher.close()
+
+
+async def test_a_hash_that_has_begun_is_finished_past_the_deadline():
+    """Its work is spent either way: giving it up turned admitted logins into busy
+    answers just when the cores were scarce (a flood, a loaded machine)."""
+    hasher = PasswordHasher(rounds=15, threads=1, max_pending=2)
+    try:
+        hasher.hash_seconds = hasher.hash_wall_seconds = 0.01  # a 1 s deadline
+        started = time.monotonic()
+        hashed = await hasher.hash("pw")  # about 2 s at 15 rounds
+        assert time.monotonic() - started > 1.0 and hashed.startswith("$2b$15$")
+        assert hasher.pending == 0
+    finally:
+        hasher.close()
+
+
+async def test_callers_that_wait_as_told_get_the_next_free_thread_first():
+    """A flood's hashes, queued first, must not make a client that waited as told wait
+    behind all of them."""
+    hasher = PasswordHasher(rounds=4, threads=1, max_pending=10)
+    done: list[str] = []
+
+    async def login(name: str, too_soon: bool) -> None:
+        admit_as(Caller(too_soon))  # this task's own context
+        await hasher.hash("pw")
+        done.append(name)
+
+    try:
+        blocker = asyncio.ensure_future(hasher._run(time.sleep, 0.3))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # it has the thread
+        flood = [asyncio.ensure_future(login(f"flood {i}", True)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        polite = asyncio.ensure_future(login("polite", False))
+        await asyncio.gather(blocker, polite, *flood)
+        assert done[0] == "polite" and sorted(done[1:]) == ["flood 0", "flood 1", "flood 2"]
+        assert hasher.pending == 0
+    finally:
+        hasher.close()

@@ -65,6 +65,21 @@ def test_bench_smoke(tmp_path, run_id, mysql_server, redis_server):
         assert measured["rps"] > 0 and measured["errors"] == 0, measured
         assert measured["peak_rss_mb"] > 0
     assert results[("refresh (during login flood)", 32)]["errors"] == 0
+    # The flood that ignores busy answers, a few clients honouring Retry-After beside it,
+    # then a paced refresh load beside both, against that load alone: shown as ratios.
+    for scenario, connections in (
+        ("login flood (alone)", 64),
+        ("polite logins (alone)", 4),
+        ("refresh, paced", 32),
+        ("refresh, paced (during flood)", 32),
+    ):
+        measured = results[(scenario, connections)]
+        assert measured["rps"] > 0 and measured["errors"] == 0, measured
+    flood = written["flood"]
+    assert flood["alone"]["logins_to_capacity"] > 0 and flood["alone"]["polite_logins"] > 0
+    paced = results[("refresh, paced (during flood)", 32)]
+    assert flood["with_refresh"]["refresh_p99_to_quiet"] == paced["p99_to_quiet"] > 0
+    assert "successful logins ÷ capacity" in result.stdout and "p99÷quiet" in result.stdout
     # Paired rounds: refresh's ratio is taken against the ceiling run just before it.
     rounds = [r["scenario"] for r in written["rounds"]]
     assert rounds[:3] == ["ceiling, refresh's request", "refresh", "me"]
