@@ -332,7 +332,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name.upper()} {problem}")
         if self.uses_hmac_access_tokens and self.jwt_access_secret == self.jwt_refresh_secret:
             raise ValueError("JWT_REFRESH_SECRET must differ from JWT_ACCESS_SECRET")
-        if self.introspection_client_secret in (self.jwt_access_secret, self.jwt_refresh_secret):
+        if self.introspection_client_secret is not None and self.introspection_client_secret in (
+            self.jwt_access_secret,
+            self.jwt_refresh_secret,
+        ):
             # Whoever may introspect would hold a signing key too.
             raise ValueError("INTROSPECTION_CLIENT_SECRET must differ from the JWT secrets")
         if self.users_backend != "mysql":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -272,7 +273,8 @@ def main() -> int:
     env = os.environ | target | {
         "NODE_ENV": "production", "DB_TYPE": "mariadb", "DB_NAME": database,
         "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": f"authsvc-bench-{run_id}:",
-        "JWT_ACCESS_SECRET": uuid.uuid4().hex * 2, "JWT_REFRESH_SECRET": uuid.uuid4().hex * 2,
+        "JWT_ACCESS_SECRET": secrets.token_urlsafe(48),
+        "JWT_REFRESH_SECRET": secrets.token_urlsafe(48),
         "BCRYPT_ROUNDS": str(args.rounds), "WORKERS": str(workers), "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT": "off", "RATE_LIMIT_LOGIN_PER_IP": "off",
         "RATE_LIMIT_REGISTER_PER_IP": "off",
