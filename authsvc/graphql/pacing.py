@@ -13,12 +13,13 @@ proxy, whose connections carry many clients), by its address's. One that comes s
   others (core/passwords.py), so a flood cannot take every place the moment it frees;
 - if refused, has its answer held until that moment (at most REFUSAL_HOLD_MAX_S), so
   that a client which never waits sends one request per Retry-After, not thousands,
-  whether it keeps its connection or opens a new one each time;
+  whether it keeps its connection or opens a new one each time (any refusal, to anyone,
+  is held FIRST_HOLD_S, so that many new clients at once cannot spin either);
 - after REFUSALS_IGNORED_MAX such refusals in a row on one connection, is answered and
   the connection closed (never a proxy's: it carries other clients).
 
-A client that waits as told is never held, nor is a request that asks for no hashing
-(refresh, `me`). Held answers are bounded per worker (REFUSALS_HELD_MAX): past it, the
+A client that waits as told is held only FIRST_HOLD_S, and a request that asks for no
+hashing (refresh, `me`) never. Held answers are bounded per worker (REFUSALS_HELD_MAX): past it, the
 refusal is answered at once and the connection closed, so holding costs bounded memory.
 """
 
@@ -37,6 +38,8 @@ from authsvc.core.passwords import Caller
 #: a connection whose login succeeded asks again the instant its place frees and keeps
 #: that place for ever, however many clients wait their turn.
 PACE_S = 1.0
+#: How long any refusal is held, whoever asked (see Pacing.answered).
+FIRST_HOLD_S = 0.5
 #: Timers fire late, never early; this covers a client's clock rounding.
 SLACK_S = 0.1
 #: Client addresses remembered (the least recently seen forgotten first).
@@ -86,23 +89,28 @@ class Pacing:
         close = False
         if retry_after_s is not None:
             own = self._own(connection, address)
+            # Every refusal is held a little, a first one too: a flood from addresses
+            # never seen before (many clients behind a trusted proxy) is never "too
+            # soon", and answered at once it kept the loops busy and hashing (at a lower
+            # priority) got no core. Held, each connection asks at most 1/FIRST_HOLD_S
+            # times a second; a client that waits as told waits a little longer.
+            hold_s = min(FIRST_HOLD_S, self._hold_max_s)
             if not caller.too_soon:
                 own.ignored = 0
             else:
                 own.ignored += 1
-                hold_s = min(
-                    (judging.calm_at if judging else 0.0) - self._clock(), self._hold_max_s
-                )
-                if connection is not None and own.ignored >= self._ignored_max:
-                    close = True
-                elif hold_s > 0 and self.held >= self._held_max:
-                    close = connection is not None
-                elif hold_s > 0:
-                    self.held += 1
-                    try:
-                        await asyncio.sleep(hold_s)
-                    finally:
-                        self.held -= 1
+                until_calm_s = (judging.calm_at if judging else 0.0) - self._clock()
+                hold_s = max(hold_s, min(until_calm_s, self._hold_max_s))
+            if caller.too_soon and connection is not None and own.ignored >= self._ignored_max:
+                close = True
+            elif hold_s > 0 and self.held >= self._held_max:
+                close = connection is not None
+            elif hold_s > 0:
+                self.held += 1
+                try:
+                    await asyncio.sleep(hold_s)
+                finally:
+                    self.held -= 1
         calm_at = self._clock() + (PACE_S if retry_after_s is None else retry_after_s)
         self._own(connection, address).calm_at = calm_at
         if connection is not None:
