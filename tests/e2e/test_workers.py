@@ -98,3 +98,33 @@ def test_a_client_that_hangs_up_does_not_cut_its_request_short(tmp_path, mysql_s
     logs = service.logs()
     assert "draining 1 in-flight requests" in logs
     assert "unavailable" not in logs and "Traceback" not in logs, logs
+
+
+def test_a_request_sent_on_an_idle_connection_during_the_drain_is_answered(
+    tmp_path, mysql_server, redis_server
+):
+    """SIGTERM closed idle keep-alive connections at once, under clients that were
+    sending their next request on them (issue 12): now such a request is answered, with
+    `Connection: close`, before the connection goes."""
+    env = production_env(mysql_server, redis_server) | {"WORKERS": "1"}
+    migrate(tmp_path, env)
+    service = ServiceProcess(tmp_path, env)
+    request = b"GET /healthz HTTP/1.1\r\nHost: authsvc\r\n\r\n"
+    connections = []
+    try:
+        for _ in range(5):  # kept alive after one request each
+            conn = socket.create_connection(("127.0.0.1", service.port), timeout=5)
+            conn.sendall(request)
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            connections.append(conn)
+        service.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the drain has begun: nothing in flight, these connections idle
+        for conn in connections:
+            conn.sendall(request)
+            answer = conn.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            assert b"Connection: close" in answer
+    finally:
+        for conn in connections:
+            conn.close()
+        assert service.terminate() == 0, service.logs()  # SIGTERM again: still one drain
