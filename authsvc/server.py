@@ -136,6 +136,7 @@ async def serve(
         if not await in_flight.drained(settings.shutdown_timeout_s):
             log.warning("worker %d: drain timed out, cutting %d requests", worker, in_flight.count)
         await idle_connections_left(server, DRAIN_IDLE_GRACE_S)
+        await in_flight.drained(settings.shutdown_timeout_s)  # those the grace let in
         await server.close_all_connections()  # what is still idle after the grace
     finally:
         if metrics_server is not None:
