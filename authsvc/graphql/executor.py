@@ -61,15 +61,18 @@ class Prepared:
     only_operation: PreparedOperation | None = None  # documents of one operation
 
 
-#: Longer query strings are prepared every time, never cached: the hot documents are a
-#: few hundred bytes, and a cache of DOCUMENT_CACHE_SIZE 60 KB documents (their syntax
-#: trees are five times that) grew a worker by 190 MB in 11 s (the red team).
-MAX_CACHED_QUERY_CHARS = 2048
+#: The cache is bounded by the tokens of the documents it keeps, not only by their
+#: count or length: a syntax tree holds every token of its document (about 650 bytes
+#: each), so 512 dense 2 KB documents of 1,000 tokens grew a worker by 330 MB (the red
+#: team). The hot documents are a few dozen tokens; one of more than
+#: MAX_CACHED_DOCUMENT_TOKENS is prepared every time (linear, bounded by the limits).
+MAX_CACHED_TOKENS = 16_384  # about 10 MB of syntax trees per worker at most
+MAX_CACHED_DOCUMENT_TOKENS = 256
 
 
 class DocumentCache:
     """Validated documents by query string, least recently used out first; at most
-    DOCUMENT_CACHE_SIZE of them, none longer than MAX_CACHED_QUERY_CHARS.
+    DOCUMENT_CACHE_SIZE of them and MAX_CACHED_TOKENS tokens in all.
 
     Parsing and validation cost 1-2 ms for a small mutation, executing it 0.1 ms; the
     same few query strings arrive again and again.
@@ -80,25 +83,29 @@ class DocumentCache:
         self._size = size
         self._limits = limits
         self._limit_rules = limit_rules(limits)
-        self._entries: OrderedDict[str, Prepared] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Prepared, int]] = OrderedDict()
+        self._tokens = 0  # of the documents kept
 
     def get(self, query: str) -> Prepared:
         entry = self._entries.get(query)
         if entry is not None:
             self._entries.move_to_end(query)
-            return entry
-        entry = self._prepare(query)
-        if self._size and len(query) <= MAX_CACHED_QUERY_CHARS:
-            self._entries[query] = entry
-            if len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-        return entry
+            return entry[0]
+        prepared, tokens = self._prepare(query)
+        if self._size and tokens <= MAX_CACHED_DOCUMENT_TOKENS:
+            self._entries[query] = (prepared, tokens)
+            self._tokens += tokens
+            while len(self._entries) > self._size or self._tokens > MAX_CACHED_TOKENS:
+                self._tokens -= self._entries.popitem(last=False)[1][1]
+        return prepared
 
-    def _prepare(self, query: str) -> Prepared:
+    def _prepare(self, query: str) -> tuple[Prepared, int]:
+        """The document prepared, and how many tokens its syntax tree holds."""
         try:
             document = parse(query, max_tokens=self._limits.max_tokens)
         except GraphQLError as error:
-            return Prepared(None, [error])
+            return Prepared(None, [error]), 0  # no tree is kept, only the error
+        tokens = _token_count(document)
         # The limits first: they are linear in the document, while one standard rule
         # (OverlappingFieldsCanBeMerged) compares same-named siblings pairwise.
         for rules in (self._limit_rules, specified_rules):
@@ -107,13 +114,23 @@ class DocumentCache:
             )
             if errors:
                 break
-        if errors:
-            return Prepared(None, list(errors))
+        if errors:  # they name nodes of the tree: it is kept as long as they are
+            return Prepared(None, list(errors)), tokens
         operation = get_operation_ast(document)
         if operation is None:  # several operations: chosen per request by name
-            return Prepared(document, [])
+            return Prepared(document, []), tokens
         direct = plan(self._schema, document, operation, OPERATIONS)
-        return Prepared(document, [], PreparedOperation(operation, _root_fields(operation), direct))
+        prepared = PreparedOperation(operation, _root_fields(operation), direct)
+        return Prepared(document, [], prepared), tokens
+
+
+def _token_count(document: DocumentNode) -> int:
+    """The tokens of a parsed document (its tree keeps them all, linked)."""
+    count, token = 0, document.loc.start_token if document.loc else None
+    while token is not None:
+        count += 1
+        token = token.next
+    return count
 
 
 class GraphQLExecutor:
