@@ -190,7 +190,7 @@ class Settings(BaseSettings):
     http_header_timeout_s: float = Field(10.0, gt=0, le=600)
     http_body_timeout_s: float = Field(30.0, gt=0, le=3600)
     http_idle_timeout_s: float = Field(75.0, gt=0, le=3600)
-    http_max_connections_per_address: int = Field(256, ge=0, le=1_000_000)
+    http_max_connections_per_address: int = Field(128, ge=0, le=1_000_000)
 
     #: Addresses or CIDR ranges of the proxies in front (nginx), comma-separated: only
     #: from these are X-Forwarded-For / X-Real-IP believed. Only the proxies' own
