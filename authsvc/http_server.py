@@ -4,7 +4,6 @@ service."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from typing import Any
 
@@ -14,9 +13,8 @@ import tornado.iostream
 import tornado.web
 from tornado.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
 
+from authsvc.graphql.client_address import Network, in_networks
 from authsvc.settings import Settings
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Bytes read from a socket at a time. Tornado's default is 64 KB, and it zero-fills a
 #: buffer of that size for every read, twice per request: about a tenth of the work of
@@ -86,7 +84,7 @@ class TimedHTTPServer(tornado.httpserver.HTTPServer):
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
         peer = str(address[0]) if address else ""
         over = self.max_per_address and self.per_address[peer] >= self.max_per_address
-        if over and not self._exempt(peer):
+        if over and not in_networks(peer, self.exempt):  # a trusted proxy carries many
             # One address with hundreds of kept-alive connections, each asking again the
             # moment its held refusal ends, kept both loops busy parsing (800 connections
             # stopped every login): refused here, before a byte is read.
@@ -109,14 +107,6 @@ class TimedHTTPServer(tornado.httpserver.HTTPServer):
             self.per_address[peer] -= 1
             if not self.per_address[peer]:
                 del self.per_address[peer]
-
-    def _exempt(self, peer: str) -> bool:
-        """A trusted proxy's address (asked only of an address over the bound)."""
-        try:
-            ip = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.exempt)
 
     def start_request(
         self, server_conn: object, request_conn: tornado.httputil.HTTPConnection

@@ -75,11 +75,16 @@ class ClientAddressResolver:
         return _ipv6_subject(address, self._ipv6_prefix)
 
     def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self._trusted)
+        return in_networks(address, self._trusted)
+
+
+def in_networks(address: str, networks: list[Network]) -> bool:
+    """Whether ``address`` lies in one of ``networks`` (False for what is no address)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 class UntrustedForwardingWarning:
