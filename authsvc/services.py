@@ -212,6 +212,20 @@ def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
     )
 
 
+async def _bring_schema(settings: Settings, pool: mysql.MySQLPool) -> None:
+    """Development migrates by itself; production raises MigrationsPending when the
+    database is behind this release."""
+    if not settings.is_production:
+        log_applied(await mysql.migrate(pool, email_rule=normalize_email))
+        return
+    version = await mysql.schema_version(pool)
+    if version < latest_version("mysql"):
+        raise MigrationsPending(
+            f"the database schema is at version {version}, this release needs "
+            f"{latest_version('mysql')}: run `authsvc migrate`"
+        )
+
+
 async def _open_stores(
     settings: Settings, closers: list[Closer], probes: dict[str, Closer], during_outage: bool
 ) -> tuple[UserStore, SessionStore, CounterStore, PoolUsage]:
@@ -246,17 +260,8 @@ async def _open_stores(
         closers.append(pool.close)
         probes["database"] = pool.ping
         pool_usage = pool.usage
-        if not reachable:
-            pass  # the start-up check before the fork has seen the schema
-        elif settings.is_production:
-            version = await mysql.schema_version(pool)
-            if version < latest_version("mysql"):
-                raise MigrationsPending(
-                    f"the database schema is at version {version}, this release needs "
-                    f"{latest_version('mysql')}: run `authsvc migrate`"
-                )
-        else:
-            log_applied(await mysql.migrate(pool, email_rule=normalize_email))
+        if reachable:  # else the start-up check before the fork has seen the schema
+            await _bring_schema(settings, pool)
         users = mysql.MySQLUserStore(pool)
     else:
         users = sqlite.SQLiteUserStore(await embedded())

@@ -177,8 +177,9 @@ class GraphQLHandler(JSONHandler):
         return response
 
     async def _pace(self) -> None:
-        """A refusal (busy, rate limited) to a client that asked again too soon is held,
-        or its connection closed (graphql/pacing.py); other answers are not delayed."""
+        """A refusal (busy, rate limited) of a login or registration is held (half a
+        second, or until a client that asked again too soon may ask), or its connection
+        closed (graphql/pacing.py); other answers are not delayed."""
         if not self.caller.asked or self.application.settings["in_flight"].draining:
             return
         connection, retry_after_s = self.paced_connection, self.hints.retry_after_s

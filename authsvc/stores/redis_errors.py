@@ -28,8 +28,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authsvc.stores.base import StoreUnavailable
 
-#: Unreachable, refused, reset, or slower than the store's timeout.
-UNAVAILABLE = (TimeoutError, OSError, RedisError)
+#: What ``guarded`` looks at: redis-py's errors, and the socket's and the timer's. Those
+#: that mean "not now" become StoreUnavailable (unavailable_cause); the rest go on.
+_EXAMINED = (TimeoutError, OSError, RedisError)
 
 #: Server answers that mean "not now", most specific first (redis-py's classes nest:
 #: BusyLoadingError is a ConnectionError, MasterDownError a ClusterDownError).
@@ -75,7 +76,7 @@ async def guarded(timeout_s: float) -> AsyncIterator[None]:
     try:
         async with asyncio.timeout(timeout_s):
             yield
-    except UNAVAILABLE as exc:
+    except _EXAMINED as exc:
         error = translated(exc)
         if error is exc:
             raise
