@@ -4,6 +4,7 @@ email, token or address in any label."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -47,7 +48,12 @@ def test_metrics_are_summed_across_workers(tmp_path, mysql_server, redis_server)
         for _ in range(6):  # spread over both workers
             service.graphql(ME, token=tokens["access_token"])
         service.graphql(REFRESH, token="forged")
+        # A request is counted as it finishes, a moment after its answer is sent.
+        deadline = time.monotonic() + 5
         text, samples = scrape(metrics_port)
+        while total(samples, "authsvc_requests_total") < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            text, samples = scrape(metrics_port)
     finally:
         assert service.terminate() == 0
     assert total(samples, "authsvc_requests_total") == 10
