@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 from redis.backoff import NoBackoff
 
 from authsvc.stores.base import (
@@ -160,14 +160,49 @@ def connect(config: RedisConfig) -> Any:
         "socket_connect_timeout": config.timeout_s,
     }
     if config.sentinels:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(config.sentinels), sentinel_kwargs=options, **options
+        sentinel = Sentinel(list(config.sentinels), sentinel_kwargs=options, **options)
+        return sentinel.master_for(
+            config.sentinel_master,
+            redis_class=redis.Redis,
+            connection_class=SentinelMasterConnection,
+            retry=stale_connection_retry(),
         )
-        return sentinel.master_for(config.sentinel_master, redis_class=redis.Redis)
     if config.cluster:
-        # No automatic retries of commands here: a retried script could run twice.
-        return RedisCluster.from_url(config.url, retry=Retry(NoBackoff(), 0), **options)
-    return redis.Redis.from_url(config.url, health_check_interval=30, **options)
+        return RedisCluster.from_url(config.url, retry=stale_connection_retry(), **options)
+    return redis.Redis.from_url(
+        config.url, health_check_interval=30, retry=stale_connection_retry(), **options
+    )
+
+
+class SentinelMasterConnection(SentinelManagedConnection):
+    """A connection to the master that Sentinel names, which asks Sentinel again on every
+    reconnect. redis-py's asks only when the pool hands out a closed connection: one
+    that a demoted master refused (READONLY: it drops the connection and raises), and
+    that its retry then sends on again, reconnects to the address it had, the old
+    master, and fails the same way. Asked here, the retry goes to the new master."""
+
+    async def _connect(self) -> None:
+        if self.connection_pool.is_master:
+            # Twice on a fresh connection (connect_to asked already): a round trip to
+            # Sentinel per new connection, not per command.
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+
+def stale_connection_retry() -> Retry:
+    """The one policy of every topology: a command whose connection fails is sent once
+    more, at once, on a fresh connection (redis-py's default for a single server is ten
+    tries with backoff, for Sentinel and Cluster none).
+
+    Once is what a pooled connection that a restart or failover closed needs, and what
+    an unreachable server is worth: it is answered at once, not after backoff that
+    spends the store timeout. Timeouts are not retried (the server is slow: asking
+    twice doubles its work). A repeated command is safe here even when the first did
+    run and only its reply was lost: a repeated rotation falls in the reuse grace
+    window and yields the same child token (core/sessions.py, child_jti), creating a
+    session or bumping an epoch again changes nothing more, and a rate-limit count
+    counts one attempt twice at worst, in a fault, which errs on the strict side."""
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
 async def open_client(config: RedisConfig, *, during_outage: bool = False) -> Any:

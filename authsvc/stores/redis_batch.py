@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from authsvc.stores.redis_errors import guarded, translated
@@ -45,14 +46,18 @@ class CommandBatcher:
         return await future
 
     async def evalsha(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
-        """Run a registered Script (``register_script``), loading it where the server
-        lost it (NOSCRIPT means it did not run, so sending it again is safe)."""
+        """Run a registered Script (``register_script``), sent whole where the server
+        lost it (NOSCRIPT means it did not run, so sending it again is safe).
+
+        Whole, with EVAL, not SCRIPT LOAD then EVALSHA: the server that lost it (a
+        restart, a replica promoted by a failover: scripts are not replicated) gets it
+        in the same command that runs it, over the connection that writes go to. A
+        SCRIPT LOAD could go over another pooled connection, to a demoted master that
+        accepts it, and leave the new master without the script."""
         try:
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            async with guarded(self._timeout_s):
-                script.sha = await self._client.script_load(script.script)
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # EVAL caches it there: the next EVALSHA finds it
+            return await self.execute("EVAL", script.script, len(keys), *keys, *args)
 
     def _flush(self) -> None:
         queue, self._queue = self._queue, []
@@ -64,13 +69,18 @@ class CommandBatcher:
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
             async with guarded(self._timeout_s):  # errors as StoreUnavailable
-                if len(batch) == 1:
-                    replies: list[Any] = [await self._client.execute_command(*batch[0][0])]
-                else:
-                    async with self._client.pipeline(transaction=False) as pipe:
-                        for args, _ in batch:
-                            pipe.execute_command(*args)
-                        replies = await pipe.execute(raise_on_error=False)
+                replies = await self._replies([args for args, _ in batch])
+                # A Cluster pipeline answers a node's failed connection (one a restart
+                # closed) per command, where a single server's raises and is retried
+                # by the client: those commands get their one retry here, on a fresh
+                # connection (see stale_connection_retry for why a repeat is safe).
+                stale = [
+                    i for i, reply in enumerate(replies) if isinstance(reply, RedisConnectionError)
+                ]
+                if stale:
+                    again = await self._replies([batch[i][0] for i in stale])
+                    for i, reply in zip(stale, again, strict=True):
+                        replies[i] = reply
         except BaseException as error:  # every waiter gets it
             for _, future in batch:
                 if not future.done():
@@ -85,3 +95,13 @@ class CommandBatcher:
                 future.set_exception(translated(reply))
             else:
                 future.set_result(reply)
+
+    async def _replies(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Each command's reply, or its error where the server refused just it."""
+        if len(commands) == 1:
+            return [await self._client.execute_command(*commands[0])]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for args in commands:
+                pipe.execute_command(*args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies

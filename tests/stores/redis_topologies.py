@@ -49,22 +49,36 @@ def cluster_port() -> int:
 
 class Cluster:
     def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.ports = [cluster_port() for _ in range(3)]
-        self.processes = [
-            _server(folder / str(port), port, "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
-            for port in self.ports
-        ]  # fmt: skip
+        self.processes = [self._node(port) for port in self.ports]
         subprocess.run(
             ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
              "--cluster-replicas", "0", "--cluster-yes"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
-        # Every node must see the cluster whole: one that does not yet answers CLUSTERDOWN.
+        self.settle()
+
+    def _node(self, port: int) -> subprocess.Popen[bytes]:
+        options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                   "--cluster-node-timeout", "2000")  # fmt: skip
+        return _server(self.folder / str(port), port, *options)
+
+    def settle(self) -> None:
+        """Wait until every node sees the cluster whole: one that does not yet answers
+        CLUSTERDOWN."""
         for port in self.ports:
             node = redis.Redis(port=port, decode_responses=True)
             _until(lambda: node.cluster("info")["cluster_state"] == "ok")  # type: ignore[index]  # noqa: B023
             node.close()
+
+    def restart(self, index: int) -> None:
+        """Kill node ``index`` (SIGKILL) and start it again: it keeps its identity and
+        slots (nodes.conf), not its data, and closes every connection it had."""
+        self.processes[index].kill()
+        self.processes[index].wait(10)
+        self.processes[index] = self._node(self.ports[index])
+        self.settle()
 
     @property
     def url(self) -> str:
@@ -74,6 +88,21 @@ class Cluster:
         for process in self.processes:
             process.terminate()
             process.wait(10)
+
+
+def _replica_online(replication: dict) -> bool:
+    replica = replication.get("slave0") or {}
+    return replication["role"] == "master" and replica.get("state") == "online"
+
+
+def _failover_accepted(watcher: redis.Redis, master: str) -> bool:
+    try:
+        watcher.execute_command("SENTINEL", "FAILOVER", master)
+    except redis.ResponseError as refused:
+        if "NOGOODSLAVE" not in str(refused):
+            raise
+        return False
+    return True
 
 
 class SentinelSetup:
@@ -106,11 +135,16 @@ class SentinelSetup:
         watcher.close()
 
     def master_port_now(self) -> int:
+        """The master's port once Sentinel has switched to it. Not GET-MASTER-ADDR-BY-NAME:
+        during a failover that already names the replica being promoted, while SENTINEL
+        MASTERS (what redis-py's client asks) still names the old master."""
         watcher = redis.Redis(port=self.sentinel_port, decode_responses=True)
         try:
-            address = watcher.sentinel_get_master_addr_by_name(self.MASTER)
-            assert isinstance(address, tuple | list)
-            return int(address[1])
+            state = watcher.sentinel_master(self.MASTER)
+            assert isinstance(state, dict)
+            if "failover_in_progress" in state["flags"]:
+                return 0  # neither the old master nor yet the new one
+            return int(state["port"])
         finally:
             watcher.close()
 
@@ -118,11 +152,20 @@ class SentinelSetup:
         """A manual failover: the replica becomes the master."""
         before = self.master_port_now()
         watcher = redis.Redis(port=self.sentinel_port)
-        watcher.execute_command("SENTINEL", "FAILOVER", self.MASTER)
+        # Right after an earlier failover, Sentinel may not yet count the demoted master
+        # as a replica fit to promote (NOGOODSLAVE) until it has seen its link up.
+        _until(lambda: _failover_accepted(watcher, self.MASTER))
         watcher.close()
-        _until(lambda: self.master_port_now() != before)
-        master = redis.Redis(port=self.master_port_now())
-        _until(lambda: master.info("replication")["role"] == "master")
+        _until(lambda: self.master_port_now() not in (0, before))
+        # Sentinel demotes the old master only on its next look at it (up to 10 s):
+        # done here at once, as Sentinel would, without closing its clients'
+        # connections. Then settled: the new master has its replica online, so the next
+        # test neither writes to two masters nor loses writes.
+        demoted = redis.Redis(port=before)
+        demoted.replicaof("127.0.0.1", self.master_port_now())
+        demoted.close()
+        master = redis.Redis(port=self.master_port_now(), decode_responses=True)
+        _until(lambda: _replica_online(master.info("replication")))
         master.close()
 
     def stop(self) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import redis as sync_redis
 
 from authsvc.stores.base import RefreshUse
 from authsvc.stores.redis import RedisConfig, RedisSessionStore, open_client
-from tests.stores.test_session_store_contract import A, make_session, use
+from tests.stores.test_session_store_contract import A, B, C, make_session, use
 
 
 async def test_sessions_survive_a_failover(io_loop, redis_sentinel, redis_server):
@@ -24,14 +26,37 @@ async def test_sessions_survive_a_failover(io_loop, redis_sentinel, redis_server
         before = redis_sentinel.master_port_now()
         redis_sentinel.failover()
         assert redis_sentinel.master_port_now() != before
-        for session in sessions:  # the first calls may meet the old master going away
-            for _ in range(20):
-                try:
-                    found = await store.get(session.user_id, session.id)
-                    break
-                except Exception:
-                    await io_loop.run_in_executor(None, lambda: __import__("time").sleep(0.2))
-            assert found == session
+        for session in sessions:  # no call fails for a connection to the old master
+            assert await store.get(session.user_id, session.id) == session
         assert await use(store, sessions[0], A) is RefreshUse.CURRENT  # writable again
     finally:
+        await store.close()
+
+
+async def test_no_call_fails_for_a_connection_to_the_old_master(
+    io_loop, redis_sentinel, redis_server
+):
+    """Once Sentinel names the new master, no call fails: the pooled connections to the
+    old master (still up, now a replica that refuses writes) are replaced by a retry on
+    a fresh connection, not each spent on one failed request (issue 12, item 3)."""
+    client = await open_client(RedisConfig("redis://localhost/0", 3.0,
+                                 sentinels=(("127.0.0.1", redis_sentinel.sentinel_port),),
+                                 sentinel_master=redis_sentinel.MASTER))  # fmt: skip
+    store = RedisSessionStore(client, key_prefix="failover-pool:", timeout_s=3.0)
+    try:
+        sessions = [make_session() for _ in range(16)]
+        # Concurrent, so that the pool holds several connections to the master.
+        await asyncio.gather(*(store.create(session) for session in sessions))
+        await asyncio.gather(*(use(store, s, A, rotate_to=B) for s in sessions))
+        master = sync_redis.Redis(port=redis_sentinel.master_port_now())
+        assert master.wait(1, 5000) == 1
+        master.close()
+        await io_loop.run_in_executor(None, redis_sentinel.failover)
+        outcomes = await asyncio.gather(
+            *(use(store, s, B, rotate_to=C) for s in sessions), return_exceptions=True
+        )
+        assert outcomes == [RefreshUse.CURRENT] * len(sessions)
+    finally:
+        for session in sessions:
+            await store.revoke_all(session.user_id)
         await store.close()

@@ -1,0 +1,90 @@
+"""Pooled connections that a restart or a failover closed never fail a request once the
+server answers again: they are checked before use or replaced by one retry on a fresh
+connection (issue 12, item 3). And a server that is down is answered at once, not
+after retries that spend the whole store timeout.
+
+Each topology here is the test's own: restarting a node of the shared ones would break
+other tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from authsvc.stores.base import RefreshUse, StoreUnavailable
+from authsvc.stores.redis import RedisConfig, RedisSessionStore, open_client
+from tests.e2e.processes import ThrowawayRedis
+from tests.stores.redis_topologies import Cluster
+from tests.stores.test_session_store_contract import A, B, make_session, use
+
+CALLS = 24
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    topology = Cluster(tmp_path_factory.mktemp("restarted-cluster"))
+    yield topology
+    topology.stop()
+
+
+async def warm(store: RedisSessionStore) -> list:
+    """Sessions made concurrently, so that the pool holds several connections."""
+    sessions = [make_session() for _ in range(CALLS)]
+    assert await asyncio.gather(*(store.create(s) for s in sessions)) == [True] * CALLS
+    return sessions
+
+
+async def test_a_cluster_node_restart_fails_no_call_once_the_cluster_is_whole(io_loop, cluster):
+    client = await open_client(RedisConfig(cluster.url, 3.0, cluster=True))
+    store = RedisSessionStore(client, key_prefix="stale:", timeout_s=3.0)
+    try:
+        await warm(store)
+        await io_loop.run_in_executor(None, cluster.restart, 0)
+        # Every node holds some of the users: each call below meets the restarted node's
+        # pooled connections unless they were replaced.
+        fresh = [make_session() for _ in range(CALLS)]
+        created = await asyncio.gather(*(store.create(s) for s in fresh), return_exceptions=True)
+        assert created == [True] * CALLS
+        used = await asyncio.gather(*(use(store, s, A, rotate_to=B) for s in fresh))
+        assert used == [RefreshUse.CURRENT] * CALLS
+    finally:
+        await store.close()
+
+
+async def test_a_single_server_restart_fails_no_call_once_it_answers(io_loop, tmp_path):
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    client = await open_client(RedisConfig(server.url, 3.0))
+    store = RedisSessionStore(client, key_prefix="stale:", timeout_s=3.0)
+    try:
+        await warm(store)
+        assert server.process is not None
+        server.process.kill()
+        server.process.wait()
+        server.start()
+        fresh = [make_session() for _ in range(CALLS)]
+        created = await asyncio.gather(*(store.create(s) for s in fresh), return_exceptions=True)
+        assert created == [True] * CALLS
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_a_server_that_is_down_is_answered_at_once(io_loop, tmp_path):
+    """Refused connections are not retried with backoff until the timeout: the caller
+    learns at once that the store is down."""
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    client = await open_client(RedisConfig(server.url, 3.0))
+    store = RedisSessionStore(client, key_prefix="stale:", timeout_s=3.0)
+    try:
+        await warm(store)
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.create(make_session())
+        assert time.monotonic() - started < 1.0
+    finally:
+        await store.close()
