@@ -103,9 +103,11 @@ class MySQLPool:
                 ssl=config.tls,
             )
         except _UNAVAILABLE as exc:
+            known = _unavailable(exc)  # the server's refusal (too many connections, …)
             raise StoreUnavailable(
                 f"cannot reach MySQL/MariaDB at {config.host}:{config.port}: {exc}",
                 store="database",
+                cause=known.cause if known else "connection",
             ) from exc
         return cls(pool, config.timeout_s, tls=config.tls is not None)
 

@@ -5,6 +5,13 @@ naming its cause (the label of its metric and its log line).
 
 What is left untranslated is a bug of ours (a bad command, a wrong type) and is
 answered as one.
+
+The cluster client handles some answers itself and raises what it gave up with: a
+command retries TRYAGAIN and follows ASK/MOVED until its TTL (16 tries) runs out, then
+raises a bare ClusterError; a transaction (no retries: connect() sets none) raises the
+ASK or MOVED it met; after CLUSTERDOWN the client refreshes its slot map, and a map
+with a slot that no node serves, or no node to ask, raises a RedisClusterException,
+which is not a RedisError. tests/e2e/test_cluster_refusals.py makes each for real.
 """
 
 from __future__ import annotations
@@ -14,13 +21,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from redis.exceptions import (
+    AskError,
     BusyLoadingError,
     ClusterDownError,
+    ClusterError,
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
+    RedisClusterUnreachableError,
     RedisError,
     ResponseError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,19 +40,25 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authsvc.stores.base import StoreUnavailable
 
-#: What ``guarded`` looks at: redis-py's errors, and the socket's and the timer's. Those
-#: that mean "not now" become StoreUnavailable (unavailable_cause); the rest go on.
-_EXAMINED = (TimeoutError, OSError, RedisError)
+#: What ``guarded`` looks at: redis-py's errors (the cluster client's too), and the
+#: socket's and the timer's. Those that mean "not now" become StoreUnavailable
+#: (unavailable_cause); the rest go on.
+_EXAMINED = (TimeoutError, OSError, RedisError, RedisClusterException)
 
 #: Server answers that mean "not now", most specific first (redis-py's classes nest:
-#: BusyLoadingError is a ConnectionError, MasterDownError a ClusterDownError).
+#: BusyLoadingError is a ConnectionError, MasterDownError a ClusterDownError, which is
+#: a ClusterError; MovedError is an AskError).
 _CAUSES: tuple[tuple[type[BaseException], str], ...] = (
     (BusyLoadingError, "loading"),  # LOADING: a restart reading its data back
     (OutOfMemoryError, "out_of_memory"),  # OOM: maxmemory reached with noeviction
     (ReadOnlyError, "read_only"),  # READONLY: a replica, after a failover
     (MasterDownError, "master_down"),  # MASTERDOWN: a replica cut off from its master
     (ClusterDownError, "cluster_down"),  # CLUSTERDOWN: slots without a node
+    (SlotNotCoveredError, "cluster_down"),  # the cluster client's map: the same
     (TryAgainError, "try_again"),  # TRYAGAIN: a slot moving between nodes
+    (ClusterError, "try_again"),  # the cluster client's TTL spent on TRYAGAIN, ASK, MOVED
+    (AskError, "try_again"),  # ASK/MOVED a transaction does not follow: the slot moves
+    (RedisClusterUnreachableError, "connection"),  # no node of the cluster answers
     (RedisTimeoutError, "timeout"),
     (TimeoutError, "timeout"),
     (RedisConnectionError, "connection"),
@@ -55,6 +73,10 @@ def unavailable_cause(error: BaseException) -> str | None:
             return cause
     if isinstance(error, ResponseError) and str(error).startswith("BUSY"):
         return "busy"  # BUSY: a script or module command running past its time limit
+    if isinstance(error, RedisClusterException) and str(error).startswith(
+        "All slots are not covered"
+    ):
+        return "cluster_down"  # the slot map refreshed after CLUSTERDOWN has a hole
     return None
 
 

@@ -1,10 +1,15 @@
-"""A MariaDB that answers but refuses the work (read-only, a lock held past its wait) is
-an outage like any other: SERVICE_UNAVAILABLE with a retry hint and a metric per cause,
-never an internal error. Made for real on a MariaDB of the test's own."""
+"""A MariaDB that answers but refuses the work (read-only, a lock held past its wait, a
+deadlock, no connection left) is an outage like any other: SERVICE_UNAVAILABLE with a
+retry hint and a metric per cause, never an internal error. Made for real on a MariaDB
+of the test's own."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -40,6 +45,18 @@ def mariadb(tmp_path_factory) -> Iterator[ThrowawayMariaDB]:
 
 def root(server: ThrowawayMariaDB) -> pymysql.Connection:
     return pymysql.connect(host="127.0.0.1", port=server.port, user="root", autocommit=True)
+
+
+def app_connection(server: ThrowawayMariaDB) -> pymysql.Connection:
+    """A connection as the service's user, to its database."""
+    return pymysql.connect(
+        host="127.0.0.1",
+        port=server.port,
+        user=APP_USER,
+        password=APP_PASSWORD,
+        database="authsvc",
+        autocommit=True,
+    )
 
 
 @pytest.fixture
@@ -121,3 +138,137 @@ async def test_a_row_locked_past_the_lock_wait_is_unavailable(io_loop, settings,
             await pool.close()
             cursor.execute("SET GLOBAL innodb_lock_wait_timeout = 50")
     assert (refused.value.store, refused.value.cause) == ("database", "lock_wait_timeout")
+
+
+def insert_user(conn: pymysql.Connection, email: str) -> None:
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO users (id, email, password_hash, confirmed, disabled, created_at,"
+            " updated_at) VALUES (%s, %s, %s, 1, 0, UTC_TIMESTAMP(), UTC_TIMESTAMP())",
+            (str(uuid.uuid4()), email, "$2b$04$" + "x" * 53),
+        )
+
+
+async def until_inserts_wait(watcher: pymysql.Connection, count: int) -> None:
+    """Until ``count`` INSERTs into users wait for a lock (bounded)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with watcher.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.processlist"
+                " WHERE info LIKE 'INSERT INTO users%%' AND state = 'Update'"
+            )
+            (waiting,) = cursor.fetchone()
+        if waiting >= count:
+            return
+        assert time.monotonic() < deadline, f"{waiting} of {count} INSERTs wait"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_deadlock_the_service_loses_is_unavailable(client, mariadb, caplog):
+    """1213: the service's INSERT of a registration and another transaction's both wait
+    for the same email, held by a third that rolls back; each then waits for the
+    other's gap lock. InnoDB rolls back the lighter one: the service's single INSERT,
+    since the other transaction has written a hundred rows first."""
+    email = new_email()
+    holder, rival, watcher = app_connection(mariadb), app_connection(mariadb), root(mariadb)
+    rival_outcome: list[str] = []
+
+    def rival_inserts() -> None:
+        try:
+            insert_user(rival, email)
+            rival_outcome.append("inserted")
+        except pymysql.err.MySQLError as exc:
+            rival_outcome.append(repr(exc))
+
+    def drop_ballast() -> None:
+        with watcher.cursor() as cursor:
+            cursor.execute("DROP TABLE authsvc.ballast")
+
+    before = refused_count("deadlock")
+    with contextlib.ExitStack() as closing:  # on exit: join, close (ends both), drop
+        closing.callback(watcher.close)
+        with rival.cursor() as cursor:
+            cursor.execute("CREATE TABLE ballast (n INT PRIMARY KEY)")
+        closing.callback(drop_ballast)
+        closing.callback(holder.close)
+        closing.callback(rival.close)
+        holder.begin()
+        insert_user(holder, email)
+        registering = asyncio.ensure_future(
+            client.post(REGISTER, {"email": email, "password": PASSWORD})
+        )
+        await until_inserts_wait(watcher, 1)
+        rival.begin()
+        with rival.cursor() as cursor:
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 10")
+            cursor.executemany("INSERT INTO ballast VALUES (%s)", [(n,) for n in range(100)])
+        thread = threading.Thread(target=rival_inserts)
+        thread.start()
+        closing.callback(thread.join, 15)
+        await until_inserts_wait(watcher, 2)
+        with caplog.at_level(logging.WARNING):
+            holder.rollback()
+            _, body = await registering
+        thread.join(15)
+        rival.rollback()
+    assert rival_outcome == ["inserted"], rival_outcome
+    assert unavailable(body), body
+    assert refused_count("deadlock") == before + 1
+    assert "Traceback" not in caplog.text and "unexpected error" not in caplog.text
+    _, body = await client.post(REGISTER, {"email": email, "password": PASSWORD})
+    assert body["data"]["register"]["status"] == 201, body
+
+
+@contextlib.contextmanager
+def every_connection_taken(server: ThrowawayMariaDB) -> Iterator[None]:
+    """The server's connections all taken by the test (as the service's user, which has
+    no claim on the one MariaDB keeps for SUPER), the service's own closed first; all
+    given back on exit."""
+    with root(server) as admin, admin.cursor() as cursor:
+        cursor.execute("SELECT @@max_connections")
+        (usual,) = cursor.fetchone()
+        cursor.execute("SET GLOBAL max_connections = 10")  # the least MariaDB takes
+        taken: list[pymysql.Connection] = []
+        try:
+            cursor.execute(
+                "SELECT id FROM information_schema.processlist WHERE user = %s", (APP_USER,)
+            )
+            for (connection_id,) in cursor.fetchall():
+                cursor.execute(f"KILL CONNECTION {int(connection_id)}")
+            while True:
+                assert len(taken) < 20, "max_connections did not bind"
+                try:
+                    taken.append(app_connection(server))
+                except pymysql.err.OperationalError as exc:
+                    assert exc.args[0] == 1040, exc  # ER_CON_COUNT_ERROR: too many
+                    break
+            yield
+        finally:
+            for conn in taken:
+                conn.close()
+            cursor.execute(f"SET GLOBAL max_connections = {int(usual)}")
+
+
+async def test_a_database_with_no_connection_left_is_unavailable(client, mariadb, caplog):
+    """1040: the service's pooled connections are gone (a restart, wait_timeout) and
+    the server has no new one to give; once it has, the service serves at once."""
+    assert (await register(client))["data"]["register"]["status"] == 201
+    before = refused_count("too_many_connections")
+    with every_connection_taken(mariadb), caplog.at_level(logging.WARNING):
+        body = await register(client)
+        ready = await client.raw("GET", "/readyz")
+    assert unavailable(body), body
+    assert ready.code == 503, ready.body
+    assert refused_count("too_many_connections") >= before + 1
+    assert "Traceback" not in caplog.text and "unexpected error" not in caplog.text
+    assert (await register(client))["data"]["register"]["status"] == 201
+    assert (await client.raw("GET", "/readyz")).code == 200
+
+
+async def test_a_pool_opened_with_no_connection_left_says_why(io_loop, settings, mariadb):
+    """A worker that starts while the server is full: the pool's first connection is
+    refused with too_many_connections, not "connection"."""
+    with every_connection_taken(mariadb), pytest.raises(StoreUnavailable) as refused:
+        await MySQLPool.open(mysql_config(settings))
+    assert (refused.value.store, refused.value.cause) == ("database", "too_many_connections")

@@ -1,4 +1,5 @@
-"""A Redis that answers but refuses the work (full, read-only, busy, loading) is an
+"""A Redis that answers but refuses the work (full, read-only, cut off from its master,
+busy, loading) is an
 outage like any other: SERVICE_UNAVAILABLE with a retry hint, a metric per cause, a
 warning now and then instead of a traceback per request, and readiness 503.
 
@@ -18,7 +19,7 @@ import redis
 
 from authsvc.metrics import metrics
 from tests.conftest import settings_for
-from tests.e2e.processes import ThrowawayRedis
+from tests.e2e.processes import ThrowawayRedis, free_port
 from tests.helpers import LOGIN, PASSWORD, REGISTER, new_email
 
 
@@ -113,6 +114,21 @@ async def test_a_read_only_replica_is_unavailable(client, admin, caplog, tmp_pat
         primary.stop()
     email = await registered(client)  # the replica took the primary's (empty) data set
     await assert_serving(client, email)
+
+
+async def test_a_replica_cut_off_from_its_master_is_unavailable(client, admin, caplog):
+    """MASTERDOWN: a replica told not to serve stale data refuses reads and scripts while
+    its master link is down (writes still get READONLY, which readiness meets first)."""
+    email = await registered(client)
+    admin.config_set("replica-serve-stale-data", "no")
+    try:
+        admin.replicaof("127.0.0.1", free_port())  # nothing listens there
+        assert admin.info("replication")["master_link_status"] == "down"
+        await assert_refused_as_unavailable(client, caplog, email, "master_down")
+    finally:
+        admin.replicaof("NO", "ONE")
+        admin.config_set("replica-serve-stale-data", "yes")
+    await assert_serving(client, email)  # it never synced: its data set is as it was
 
 
 async def test_a_redis_busy_with_a_script_is_unavailable(client, admin, redis_instance, caplog):
