@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -164,6 +165,8 @@ async def idle_connections_left(server: tornado.httpserver.HTTPServer, grace_s: 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 SUPERVISOR_SIGNALS = STOP_SIGNALS | {signal.SIGCHLD}
+#: prctl(2) option: the signal a process gets when its parent ends (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 
 
 async def stop_signalled() -> None:
@@ -192,6 +195,20 @@ async def serve_aggregated_metrics(settings: Settings) -> None:
     server = listen_metrics(settings, metrics.metrics_app(metrics.aggregate_registry()))
     await stop_signalled()
     server.stop()
+
+
+def stop_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when ``parent`` ends (Linux; elsewhere
+    nothing happens). A supervisor killed outright (SIGKILL, the OOM killer) cannot stop
+    its workers: without this they would go on serving on the shared port beside the
+    next supervisor that a restart brings, with the old settings. SIGTERM, not SIGKILL:
+    the orphan drains its requests like any stopping worker."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent ended before prctl: nobody will signal
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Supervisor:
@@ -277,6 +294,7 @@ class Supervisor:
         return max(0.0, min([1.0, *(due - now for due in self.respawns.values())]))
 
     def _spawn(self, worker: int) -> None:
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: serve, then leave without running the parent's cleanup
             code = 0
@@ -286,6 +304,7 @@ class Supervisor:
                 # a half-started worker.
                 signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+                stop_with_parent(supervisor)
                 if worker == METRICS_PROCESS:
                     run_loop(self.settings, serve_aggregated_metrics(self.settings))
                 else:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 import redis
-from redis.cluster import key_slot
+from redis.crc import key_slot
 
 from authsvc.metrics import metrics
 from authsvc.stores.base import Session, StoreUnavailable

@@ -128,3 +128,27 @@ def test_a_request_sent_on_an_idle_connection_during_the_drain_is_answered(
         for conn in connections:
             conn.close()
         assert service.terminate() == 0, service.logs()  # SIGTERM again: still one drain
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path, mysql_server, redis_server):
+    """A supervisor killed outright (SIGKILL: the OOM killer, a forced stop) leaves no
+    worker serving on its port: each drains and exits, so a restarted service never
+    runs beside the old one's workers."""
+    env = production_env(mysql_server, redis_server) | {"WORKERS": "2"}
+    migrate(tmp_path, env)
+    service = ServiceProcess(tmp_path, env)
+    try:
+        wait_for(lambda: len(worker_pids(service.process.pid)) == 2)
+        workers = worker_pids(service.process.pid)
+        service.process.kill()
+        service.process.wait(10)
+
+        def alive(pid: int) -> bool:
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+            except FileNotFoundError:
+                return False
+
+        wait_for(lambda: not any(alive(pid) for pid in workers))
+    finally:
+        service.stop()
