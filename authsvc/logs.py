@@ -61,6 +61,19 @@ def configure_logging(level: str, log_format: Literal["json", "text"] = "text") 
     # with its parameters (emails, password hashes) at DEBUG.
     for noisy in ("tornado.access", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # redis-py's cluster client says "Topology refresh failed" at ERROR on every refresh
+    # (about once a second, per worker) while no node answers: the outage is ours to
+    # say, once per interval (graphql/errors.py), so its lines are held back alike.
+    for repetitive in LIBRARY_LOGGERS_THROTTLED:
+        library_logger = logging.getLogger(repetitive)
+        if not any(isinstance(f, RepeatedLines) for f in library_logger.filters):
+            library_logger.addFilter(RepeatedLines(LIBRARY_LINE_INTERVAL_S))
+
+
+#: Library loggers that repeat one line for as long as a store is down (a logger's
+#: filter sees only its own records, not its children's: each is named).
+LIBRARY_LOGGERS_THROTTLED = ("redis.asyncio.cluster", "redis.cluster")
+LIBRARY_LINE_INTERVAL_S = 10.0
 
 
 class Throttle:
@@ -84,3 +97,23 @@ class Throttle:
             return None
         self._last[key] = now
         return self._held.pop(key, 0)
+
+
+class RepeatedLines(logging.Filter):
+    """A logger filter that lets through one line of a kind per ``interval_s`` (the kind:
+    the logger and the message up to its first colon, before the error it quotes),
+    counting those held back into the next one it lets through."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._throttle = Throttle(interval_s, clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = str(record.msg).split(":", 1)[0]
+        held = self._throttle.due(f"{record.name}:{kind}")
+        if held is None:
+            return False
+        if held:
+            record.msg = f"{record.getMessage()} ({held} more like it since the last line)"
+            record.args = ()
+        return True
