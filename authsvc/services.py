@@ -135,8 +135,9 @@ async def open_services(
     hasher = PasswordHasher(
         settings.bcrypt_rounds,
         settings.effective_hash_threads,
-        settings.hash_queue_max,
-        settings.hash_niceness,
+        max_pending=settings.hash_queue_max,
+        niceness=settings.hash_niceness,
+        max_wait_s=settings.hash_queue_max_wait_s,
     )
 
     async def close_hasher() -> None:

@@ -159,9 +159,15 @@ class Settings(BaseSettings):
     #: Hashing threads per worker; unset: the cores shared out among the workers, so
     #: that all workers together hash on every core and no more.
     hash_threads: int | None = Field(None, ge=1, le=256)
-    #: Hashes waiting or running per worker before login and register answer "busy"
-    #: (status 503) at once; unset: 4 per hashing thread (about a second of waiting at
-    #: 12 rounds), so that a login is answered quickly, or told at once to retry.
+    #: The longest the password hashes ahead of a login or registration may take, at
+    #: the pace measured, before it is answered "busy" (status 503) at once
+    #: (core/admission.py): so a fast configuration never refuses and a slow one tells
+    #: clients to retry long before they time out. 1 s is about what 4 hashes per thread
+    #: took at 12 rounds, the count admitted before. A client that asks again too soon
+    #: gets half of it.
+    hash_queue_max_wait_s: float = Field(1.0, gt=0, le=60)
+    #: At most this many logins and registrations admitted at once per worker, beside
+    #: the wait bound (too soon: half); unset: 1,024, a bound on memory only.
     hash_queue_max: int | None = Field(None, ge=1, le=10_000)
     #: The hashing threads' nice value (Linux): 19, the lowest priority, keeps refresh
     #: and `me` fast beside a full backlog; 0, the event loops' own, keeps hashing its

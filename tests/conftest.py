@@ -139,7 +139,7 @@ def settings_for(
         "bcrypt_rounds": 4,  # the cost itself is the subject of no test here
         # Races of 20 registrations must meet the unique index, not the busy bound
         # (tested on its own).
-        "hash_queue_max": 1000,
+        "hash_queue_max_wait_s": 30.0,
         "jwt_access_secret": ACCESS_SECRET,
         "jwt_refresh_secret": REFRESH_SECRET,
         "sqlite_path": str(tmp_path / "authsvc.sqlite3"),

@@ -207,3 +207,17 @@ def test_check_config_masks_secrets(tmp_path):
     assert "NODE_ENV=production" in result.stdout and "DB_HOST=db.internal" in result.stdout
     for secret in (GOOD_ACCESS, GOOD_REFRESH, "db-pass-word"):
         assert secret not in result.stdout + result.stderr
+
+
+def test_an_env_file_with_hash_queue_max_keeps_working_beside_the_wait_bound(tmp_path):
+    """HASH_QUEUE_MAX was the only admission bound; it is now an optional cap beside
+    HASH_QUEUE_MAX_WAIT_S, so an existing .env loads unchanged."""
+    env = tmp_path / ".env"
+    env.write_text("HASH_QUEUE_MAX=8\n")
+    settings = load_settings(str(env), sqlite_path=str(tmp_path / "db.sqlite3"))
+    assert (settings.hash_queue_max, settings.hash_queue_max_wait_s) == (8, 1.0)
+    unset = load_settings(None, sqlite_path=str(tmp_path / "db.sqlite3"))
+    assert unset.hash_queue_max is None
+    with pytest.raises(ConfigError) as refused:
+        production(hash_queue_max_wait_s=0)
+    assert str(refused.value).startswith("HASH_QUEUE_MAX_WAIT_S:"), str(refused.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 import time
@@ -11,6 +12,7 @@ import bcrypt
 import pytest
 
 from authsvc.core.errors import Busy
+from authsvc.core.hashing_pool import CALIBRATION_ROUNDS
 from authsvc.core.passwords import HASHING_NICENESS, Caller, PasswordHasher, admit_as
 from tests.core.conftest import work
 
@@ -65,8 +67,9 @@ async def test_hashing_never_runs_on_the_event_loop(monkeypatch):
     assert ticks > 0  # the loop kept running while the hashes were computed
 
 
-async def test_a_full_backlog_is_refused_at_once():
-    hasher = PasswordHasher(rounds=12, threads=1, max_pending=2)
+async def test_past_the_cap_on_requests_one_is_refused_at_once():
+    """HASH_QUEUE_MAX, where set, caps the requests admitted beside the wait bound."""
+    hasher = PasswordHasher(rounds=12, threads=1, max_pending=2, max_wait_s=30)
     try:
         slow = [asyncio.ensure_future(hasher.hash("pw")) for _ in range(2)]
         await asyncio.sleep(0)  # both are queued now
@@ -118,7 +121,8 @@ async def test_hashing_threads_run_at_the_lowest_priority_unless_told():
         )
         try:
             await hasher.hash("pw")  # the thread exists now
-            nice = await loop.run_in_executor(hasher._pool, os.getpriority, os.PRIO_PROCESS, 0)
+            executor = hasher.pool.executor
+            nice = await loop.run_in_executor(executor, os.getpriority, os.PRIO_PROCESS, 0)
             assert nice == expected
         finally:
             hasher.close()
@@ -127,11 +131,14 @@ async def test_hashing_threads_run_at_the_lowest_priority_unless_told():
 
 
 async def test_a_hash_that_gets_no_core_in_time_is_answered_busy():
-    """A hash queued behind others past twice the backlog's pace is given up."""
-    hasher = PasswordHasher(rounds=12, threads=1, max_pending=2)
+    """A hash queued past twice the wait admission allows (and its own hash) is given
+    up: here 2 x (0.1 + 0.01) s, so the least, a second."""
+    hasher = PasswordHasher(rounds=12, threads=1, max_wait_s=0.1)
     try:
-        hasher.hash_wall_seconds = 0.01  # as if hashes were quick: a 1 s deadline, the least
-        blocker = asyncio.ensure_future(hasher._run(time.sleep, 1.5))  # type: ignore[arg-type]
+        hasher.backlog.hash_wall_seconds = 0.01  # as if hashes were quick
+        assert hasher.backlog.deadline_s() == 1.0
+        sleep = hasher.pool.run(time.sleep, 1.5, measured=False)  # type: ignore[arg-type]
+        blocker = asyncio.ensure_future(sleep)
         await asyncio.sleep(0)  # it has the thread
         started = time.monotonic()
         with pytest.raises(Busy) as busy:
@@ -172,8 +179,11 @@ async def test_a_failed_check_and_its_burn_cost_one_hash_at_the_configured_round
 
 
 async def test_the_decoys_exist_from_the_start(bcrypt_work):
-    """Made when the hasher is, without hashing: the first burn costs one check."""
+    """Made when the hasher is, without hashing (its one hash at start is the pace's
+    first estimate, at cost 6): the first burn costs one check."""
     hasher = PasswordHasher(rounds=6, threads=1)
+    assert bcrypt_work == [("hashpw", CALIBRATION_ROUNDS)]
+    bcrypt_work.clear()
     assert sorted(hasher.decoys) == [4, 5, 6]
     await hasher.burn()
     assert bcrypt_work == [("checkpw", 6)]
@@ -185,9 +195,10 @@ async def test_the_decoys_exist_from_the_start(bcrypt_work):
 async def test_a_hash_that_has_begun_is_finished_past_the_deadline():
     """Its work is spent either way: giving it up turned admitted logins into busy
     answers just when the cores were scarce (a flood, a loaded machine)."""
-    hasher = PasswordHasher(rounds=15, threads=1, max_pending=2)
+    hasher = PasswordHasher(rounds=15, threads=1, max_wait_s=0.1)
     try:
-        hasher.hash_seconds = hasher.hash_wall_seconds = 0.01  # a 1 s deadline
+        hasher.backlog.hash_wall_seconds = 0.01
+        assert hasher.backlog.deadline_s() == 1.0
         started = time.monotonic()
         hashed = await hasher.hash("pw")  # about 2 s at 15 rounds
         assert time.monotonic() - started > 1.0 and hashed.startswith("$2b$15$")
@@ -199,7 +210,7 @@ async def test_a_hash_that_has_begun_is_finished_past_the_deadline():
 async def test_callers_that_wait_as_told_get_the_next_free_thread_first():
     """A flood's hashes, queued first, must not make a client that waited as told wait
     behind all of them."""
-    hasher = PasswordHasher(rounds=4, threads=1, max_pending=10)
+    hasher = PasswordHasher(rounds=4, threads=1)
     done: list[str] = []
 
     async def login(name: str, too_soon: bool) -> None:
@@ -208,7 +219,8 @@ async def test_callers_that_wait_as_told_get_the_next_free_thread_first():
         done.append(name)
 
     try:
-        blocker = asyncio.ensure_future(hasher._run(time.sleep, 0.3))  # type: ignore[arg-type]
+        sleep = hasher.pool.run(time.sleep, 0.3, measured=False)  # type: ignore[arg-type]
+        blocker = asyncio.ensure_future(sleep)
         await asyncio.sleep(0)  # it has the thread
         flood = [asyncio.ensure_future(login(f"flood {i}", True)) for i in range(3)]
         await asyncio.sleep(0.05)
@@ -216,5 +228,83 @@ async def test_callers_that_wait_as_told_get_the_next_free_thread_first():
         await asyncio.gather(blocker, polite, *flood)
         assert done[0] == "polite" and sorted(done[1:]) == ["flood 0", "flood 1", "flood 2"]
         assert hasher.pending == 0
+    finally:
+        hasher.close()
+
+
+async def admit(hasher: PasswordHasher, caller: Caller | None = None) -> asyncio.Future[str]:
+    """A hash of a request of ``caller`` (its own task), run until it is admitted and
+    queued, or refused: Busy is raised before the first await."""
+
+    async def one_hash() -> str:
+        if caller is not None:
+            admit_as(caller)
+        return await hasher.hash("pw")
+
+    task = asyncio.ensure_future(one_hash())
+    await asyncio.sleep(0)
+    return task
+
+
+async def test_a_slow_configuration_refuses_once_the_work_ahead_exceeds_the_bound():
+    """12 rounds on one thread (about 0.25 s a hash here), a bound of 1 s: requests are
+    admitted while the hashes ahead of each would take 1 s at most, the next is refused
+    at once with the Retry-After of that work, and every admitted one is answered well
+    before a client would give up (they wait the bound at most, then their own hash)."""
+    hasher = PasswordHasher(rounds=12, threads=1, max_wait_s=1.0, niceness=0)
+    pace = hasher.backlog.hash_wall_seconds  # measured at start, no hash done yet
+    assert 0.05 < pace < 1.0, pace  # 2**6 x a hash at cost 6
+    admitted: list[asyncio.Future[str]] = []
+    started = time.monotonic()
+    try:
+        while True:
+            ahead_s = hasher.backlog.wait_s()
+            task = await admit(hasher)
+            if task.done():
+                break
+            assert ahead_s <= 1.0
+            admitted.append(task)
+        assert time.monotonic() - started < 0.1  # refused at once, not after a wait
+        with pytest.raises(Busy) as busy:
+            task.result()
+        assert ahead_s > 1.0
+        # Every admitted request is one hash ahead: what the pace says it takes.
+        assert ahead_s == pytest.approx(len(admitted) * pace, rel=0.05)
+        assert busy.value.retry_after_s == math.ceil(ahead_s)
+        await asyncio.gather(*admitted)
+        # Answered within the bound and their own hash, with room for a noisy machine.
+        assert time.monotonic() - started < 3 * (1.0 + pace), time.monotonic() - started
+        assert hasher.pending == 0 and hasher.backlog.wait_s() == 0
+        again = await admit(hasher)
+        assert not again.done()  # nothing ahead: admitted again
+        await again
+    finally:
+        hasher.close()
+
+
+async def test_a_caller_that_asks_too_soon_is_refused_at_half_the_bound():
+    """Hashes ahead that take more than half the bound: a caller that asks too soon is
+    refused, one that waits as told is still admitted, and its hash runs before the
+    too-soon callers' hashes admitted earlier."""
+    hasher = PasswordHasher(rounds=12, threads=1, max_wait_s=1.5, niceness=0)
+    queued: list[asyncio.Future[str]] = []
+    try:
+        # Hashes of callers that asked too soon, then of polite ones, until more than
+        # half the bound (0.75 s) is ahead.
+        while hasher.backlog.wait_s(too_soon=True) <= 0.75:
+            task = await admit(hasher, Caller(too_soon=len(queued) < 2))
+            assert not task.done()
+            queued.append(task)
+        assert hasher.backlog.wait_s(too_soon=True) <= 1.5  # one hash over: < 0.75 s here
+        soon = await admit(hasher, Caller(too_soon=True))
+        with pytest.raises(Busy) as busy:
+            soon.result()
+        assert busy.value.retry_after_s == math.ceil(hasher.backlog.wait_s(too_soon=True))
+        polite = await admit(hasher, Caller(too_soon=False))
+        assert not polite.done()  # admitted: its wait is under the whole bound
+        await polite
+        # It was served before the too-soon hashes queued before it.
+        assert not queued[1].done()
+        await asyncio.gather(*queued)
     finally:
         hasher.close()

@@ -245,6 +245,24 @@ async def test_logins_past_the_hashing_backlog_are_answered_busy_at_once(client)
     assert busy["errors"] == [{"path": "email", "message": "the server is busy, retry later"}]
 
 
+@pytest.mark.settings(bcrypt_rounds=12, hash_threads=1, hash_queue_max_wait_s=0.1,
+                      rate_limit_login_per_ip="off")  # fmt: skip
+async def test_logins_past_the_wait_bound_are_answered_busy_at_once(client):
+    """HASH_QUEUE_MAX_WAIT_S reaches the hasher: one hash at 12 rounds (about 0.25 s)
+    is more than 0.1 s of waiting, so beside one login in flight the others are busy."""
+    email = new_email()
+    await client.register(email)
+    variables = {"email": email, "password": PASSWORD}
+    answers = await asyncio.gather(
+        *(answer_with_headers(client, LOGIN, variables) for _ in range(4))
+    )
+    statuses = sorted(body["data"]["login"]["status"] for _, body in answers)
+    assert statuses == [200, 503, 503, 503]
+    for headers, body in answers:
+        if body["data"]["login"]["status"] == 503:
+            assert headers["Retry-After"] == "1"  # one hash ahead: under a second
+
+
 @pytest.mark.settings(bcrypt_rounds=12, hash_threads=1, hash_queue_max=1,
                       rate_limit_login_per_ip="2/60")  # fmt: skip
 async def test_busy_answers_are_not_counted_against_the_client(client):
