@@ -91,8 +91,8 @@ def invalid_login() -> InvalidInput:
 
 
 class Busy(InvalidInput):
-    """Too many passwords waiting to be hashed: answered at once, status 503, with the
-    seconds until the backlog has room again."""
+    """The passwords waiting to be hashed would take longer than the wait bound: answered
+    at once, status 503, with the seconds until the backlog has room again."""
 
     code = "BUSY"
 

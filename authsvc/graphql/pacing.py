@@ -9,8 +9,9 @@ last login or registration was answered. A request is judged by its connection's
 record, or, on a connection that has none yet (a new one, or one behind a trusted
 proxy, whose connections carry many clients), by its address's. One that comes sooner:
 
-- is admitted into half the hashing backlog only, and waits for a thread after the
-  others (core/passwords.py), so a flood cannot take every place the moment it frees;
+- is admitted only while the hashing ahead of it would take half the wait bound
+  (HASH_QUEUE_MAX_WAIT_S), and waits for a thread after the others (core/admission.py),
+  so a flood cannot take every place the moment it frees;
 - if refused, has its answer held until that moment (at most REFUSAL_HOLD_MAX_S), so
   that a client which never waits sends one request per Retry-After, not thousands,
   whether it keeps its connection or opens a new one each time (any refusal, to anyone,
