@@ -219,8 +219,9 @@ class Scenario:
             violations += self._service_up()
             violations += self._sessions_before_work()
             violations += self._one_lineage()
-        # Who was in flight when a database or a worker went: stored or not, both right.
-        env.registrations.doubt(answers, marks.database_gone + marks.kills)
+        # Who was in flight when a database went: stored or not, both right. (Those a
+        # killed worker never answered are in doubt already: they got no answer.)
+        env.registrations.doubt(answers, marks.database_gone)
         try:
             violations += inv.users_match(env.registrations, env.user_emails())
         except Exception as exc:  # the database itself is not back: say so, go on
