@@ -120,13 +120,17 @@ class ServiceProcess:
 
 
 class ThrowawayRedis:
-    """A redis-server of the test's own, keeping nothing on disk."""
+    """A redis-server of the test's own, keeping nothing on disk unless ``aof``."""
 
-    def __init__(self, workdir: Path, *extra: str) -> None:
-        """``extra``: more redis-server options, for every start."""
+    def __init__(self, workdir: Path, *extra: str, aof: bool = False) -> None:
+        """``extra``: more redis-server options, for every start. ``aof``: keep an
+        append-only file in ``workdir``, fsynced before every write is acknowledged
+        (`appendfsync always`), so that a write a client saw succeed survives a
+        ``kill()`` and the next ``start()`` loads it."""
         self.port = free_port()
         self.workdir = workdir
-        self.extra = extra
+        durability = ("--appendonly", "yes", "--appendfsync", "always") if aof else ()
+        self.extra = (*durability, *extra)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -158,6 +162,10 @@ class ThrowawayRedis:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash (no save, no goodbye)."""
+        kill_and_reap(self.process)
 
     def freeze(self) -> None:
         """Stop answering without closing connections, as a hung server does."""
@@ -213,6 +221,18 @@ class ThrowawayMariaDB:
         wait_for_port(self.port, 60, self.process)
 
     def stop(self) -> None:
+        """A clean shutdown (SIGTERM)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(60)
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies mid-work; the next ``start()`` recovers InnoDB."""
+        kill_and_reap(self.process)
+
+
+def kill_and_reap(process: subprocess.Popen[Any] | None) -> None:
+    """SIGKILL ``process`` if it still runs, and wait until it is gone."""
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(10)
