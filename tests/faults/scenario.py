@@ -139,6 +139,19 @@ class Scenario:
 
     # --- judging ----------------------------------------------------------------------
 
+    def _stop_load(self) -> list[Answer]:
+        """Stop the load and the race; every answer of them and of the bursts, with
+        the registrations among them recorded."""
+        assert self.load is not None
+        answers = self.load.stop()
+        if self.race is not None:
+            self.race.join()
+        for extra in [*self.bursts, *([self.race] if self.race else [])]:
+            answers += extra.answers
+            for answer in extra.answers:
+                self.env.registrations.record(answer)
+        return answers
+
     def __exit__(
         self,
         kind: type[BaseException] | None,
@@ -147,13 +160,7 @@ class Scenario:
     ) -> None:
         assert self.load is not None
         if kind is not None:  # the scenario itself broke: still stop and report it
-            answers = self.load.stop()
-            if self.race is not None:
-                self.race.join()
-            for extra in [*self.bursts, *([self.race] if self.race else [])]:
-                answers += extra.answers
-                for answer in extra.answers:
-                    self.env.registrations.record(answer)
+            answers = self._stop_load()
             # Nothing is known of when what went away: any refused one may be stored.
             self.env.registrations.doubt(answers, [(self.marks.started, time.monotonic())])
             ROWS.append(Row(self.name, violations=[f"the scenario broke: {exc!r}"]))
@@ -164,13 +171,7 @@ class Scenario:
             time.sleep(max(0.0, self.marks.returned + BURST_AFTER_RETURN_S - time.monotonic()))
             self._burst().run()
         time.sleep(max(0.0, ends - time.monotonic()))
-        answers = self.load.stop()
-        if self.race is not None:
-            self.race.join()
-        for extra in [*self.bursts, *([self.race] if self.race else [])]:
-            answers += extra.answers
-            for answer in extra.answers:
-                self.env.registrations.record(answer)
+        answers = self._stop_load()
         answers.sort(key=lambda a: a.answered)
         self._keep(answers)
         violations = self._judge(answers)
