@@ -53,38 +53,39 @@ async def test_a_cluster_node_restart_fails_no_call_once_the_cluster_is_whole(io
         await store.close()
 
 
-async def test_a_single_server_restart_fails_no_call_once_it_answers(io_loop, tmp_path):
+@pytest.fixture
+def single_server(tmp_path):
     server = ThrowawayRedis(tmp_path)
     server.start()
-    client = await open_client(RedisConfig(server.url, 3.0))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def single_store(io_loop, single_server):
+    client = io_loop.run_sync(lambda: open_client(RedisConfig(single_server.url, 3.0)))
     store = RedisSessionStore(client, key_prefix="stale:", timeout_s=3.0)
-    try:
-        await warm(store)
-        assert server.process is not None
-        server.process.kill()
-        server.process.wait()
-        server.start()
-        fresh = [make_session() for _ in range(CALLS)]
-        created = await asyncio.gather(*(store.create(s) for s in fresh), return_exceptions=True)
-        assert created == [True] * CALLS
-    finally:
-        await store.close()
-        server.stop()
+    yield store
+    io_loop.run_sync(store.close)
 
 
-async def test_a_server_that_is_down_is_answered_at_once(io_loop, tmp_path):
+async def test_a_single_server_restart_fails_no_call_once_it_answers(single_server, single_store):
+    await warm(single_store)
+    assert single_server.process is not None
+    single_server.process.kill()
+    single_server.process.wait()
+    single_server.start()
+    fresh = [make_session() for _ in range(CALLS)]
+    created = await asyncio.gather(*(single_store.create(s) for s in fresh), return_exceptions=True)
+    assert created == [True] * CALLS
+
+
+async def test_a_server_that_is_down_is_answered_at_once(single_server, single_store):
     """Refused connections are not retried with backoff until the timeout: the caller
     learns at once that the store is down."""
-    server = ThrowawayRedis(tmp_path)
-    server.start()
-    client = await open_client(RedisConfig(server.url, 3.0))
-    store = RedisSessionStore(client, key_prefix="stale:", timeout_s=3.0)
-    try:
-        await warm(store)
-        server.stop()
-        started = time.monotonic()
-        with pytest.raises(StoreUnavailable):
-            await store.create(make_session())
-        assert time.monotonic() - started < 1.0
-    finally:
-        await store.close()
+    await warm(single_store)
+    single_server.stop()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await single_store.create(make_session())
+    assert time.monotonic() - started < 1.0
