@@ -63,7 +63,7 @@ def run(settings: Settings) -> int:
     """Serve with ``settings.effective_workers`` processes; returns the exit code."""
     workers = settings.effective_workers
     if workers == 1:
-        run_loop(settings, serve(settings, serve_metrics=True))
+        run_loop(settings, serve(settings, serve_metrics=True, alone=True))
         return 0
     if settings.metrics_port is not None:
         # Before any fork and any metric: every worker writes its samples to files here.
@@ -97,12 +97,17 @@ async def check_startup(settings: Settings) -> None:
 
 
 async def serve(
-    settings: Settings, worker: int = 0, serve_metrics: bool = False, during_outage: bool = False
+    settings: Settings,
+    worker: int = 0,
+    serve_metrics: bool = False,
+    during_outage: bool = False,
+    alone: bool = False,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting, let in-flight requests
     finish (up to SHUTDOWN_TIMEOUT_S), close the pools and return. ``serve_metrics``:
     this process also answers METRICS_PORT (the only worker). ``during_outage``: start
-    even when a store cannot be reached (see open_services)."""
+    even when a store cannot be reached (see open_services). ``alone``: no supervisor
+    (one worker): this process answers SIGHUP itself."""
     services = await open_services(settings, during_outage=during_outage)
     metrics_server = None
     try:
@@ -130,7 +135,7 @@ async def serve(
             settings.sessions_backend,
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
-        await stop_signalled()
+        await stop_signalled(answer_hangup=alone)
         log.info("worker %d draining %d in-flight requests", worker, in_flight.count)
         server.stop()  # no new connections
         in_flight.draining = True
@@ -164,18 +169,50 @@ async def idle_connections_left(server: tornado.httpserver.HTTPServer, grace_s: 
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-SUPERVISOR_SIGNALS = STOP_SIGNALS | {signal.SIGCHLD}
+SUPERVISOR_SIGNALS = STOP_SIGNALS | {signal.SIGCHLD, signal.SIGHUP}
+#: Beyond its drain and the closing of its stores, what a stopping worker may take
+#: before the supervisor kills it.
+STOP_MARGIN_S = 5.0
 #: prctl(2) option: the signal a process gets when its parent ends (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 
 
-async def stop_signalled() -> None:
+def stop_deadline_s(settings: Settings) -> float:
+    """The longest a worker may take to stop after SIGTERM: the drain of the requests in
+    flight and of those the idle grace lets in (SHUTDOWN_TIMEOUT_S each), the grace,
+    the closing of its two stores (STORE_TIMEOUT_S each at most), and a margin."""
+    return (
+        2 * settings.shutdown_timeout_s
+        + DRAIN_IDLE_GRACE_S
+        + 2 * settings.store_timeout_s
+        + STOP_MARGIN_S
+    )
+
+
+def ignore_hangup() -> None:
+    """SIGHUP would end the process (its default action): a closed terminal or a
+    `kill -HUP` meant as "reload" must not take the service down. There is nothing
+    to reload (settings are read at start), so a worker ignores it; the supervisor,
+    or a single worker, logs that it did (HANGUP_IGNORED)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+HANGUP_IGNORED = (
+    "SIGHUP ignored: settings are read at start; restart the service (SIGTERM, then "
+    "start it) to change them"
+)
+
+
+async def stop_signalled(answer_hangup: bool = False) -> None:
     """Return once SIGTERM or SIGINT arrives, including one that arrived while a forked
-    worker was still starting (held back until now: see Supervisor._spawn)."""
+    worker was still starting (held back until now: see Supervisor._spawn).
+    ``answer_hangup``: SIGHUP is logged as ignored (see ignore_hangup)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    if answer_hangup:
+        loop.add_signal_handler(signal.SIGHUP, log.warning, HANGUP_IGNORED)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     await stop.wait()
 
@@ -228,6 +265,7 @@ class Supervisor:
         self.failed = False
         self.deaths: list[float] = []
         self.respawns: dict[int, float] = {}  # worker number -> when to start it again
+        self.kill_at: float | None = None  # once stopping: when stragglers are killed
 
     def run(self) -> int:
         # Children and stop signals are taken synchronously (sigtimedwait), so that a
@@ -241,11 +279,16 @@ class Supervisor:
         while self.children or (self.respawns and not self.stopping):
             self._reap()
             self._respawn_due()
+            self._kill_overdue()
             if not self.children and (self.stopping or not self.respawns):
                 break
             received = signal.sigtimedwait(SUPERVISOR_SIGNALS, self._wait_s())
-            if received is not None and received.si_signo in STOP_SIGNALS:
+            if received is None:
+                continue
+            if received.si_signo in STOP_SIGNALS:
                 self._on_signal(received.si_signo)
+            elif received.si_signo == signal.SIGHUP:
+                log.warning("supervisor: %s", HANGUP_IGNORED)
         log.info("supervisor stopped")
         return 1 if self.failed else 0
 
@@ -287,11 +330,30 @@ class Supervisor:
                 del self.respawns[worker]
                 self._spawn(worker)
 
+    def _kill_overdue(self) -> None:
+        """SIGKILL the workers still running past their stop deadline: a worker stuck
+        in its drain (a store that does not answer, a bug) must not keep the service
+        from stopping."""
+        if self.kill_at is None or time.monotonic() < self.kill_at:
+            return
+        for pid, worker in self.children.items():
+            log.error(
+                "worker %d (pid %d) did not stop within %.0f s of SIGTERM: killing it",
+                worker,
+                pid,
+                stop_deadline_s(self.settings),
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.failed = True
+        self.kill_at = None  # once: the reaping follows
+
     def _wait_s(self) -> float:
-        """Until the next replacement is due; at most a second (a safety net only: a
-        child's exit and the stop signals wake the wait at once)."""
+        """Until the next replacement or the stop deadline is due; at most a second (a
+        safety net only: a child's exit and the signals wake the wait at once)."""
         now = time.monotonic()
-        return max(0.0, min([1.0, *(due - now for due in self.respawns.values())]))
+        due = [*self.respawns.values(), *([self.kill_at] if self.kill_at is not None else [])]
+        return max(0.0, min([1.0, *(at - now for at in due)]))
 
     def _spawn(self, worker: int) -> None:
         supervisor = os.getpid()
@@ -303,7 +365,8 @@ class Supervisor:
                 # SIGTERM during start-up then drains like any other, instead of killing
                 # a half-started worker.
                 signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD, signal.SIGHUP})
+                ignore_hangup()
                 stop_with_parent(supervisor)
                 if worker == METRICS_PROCESS:
                     run_loop(self.settings, serve_aggregated_metrics(self.settings))
@@ -329,6 +392,8 @@ class Supervisor:
 
     def _stop_children(self) -> None:
         self.stopping = True
+        if self.kill_at is None:
+            self.kill_at = time.monotonic() + stop_deadline_s(self.settings)
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

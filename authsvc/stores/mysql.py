@@ -86,22 +86,26 @@ class MySQLPool:
         ``connect=False``: open no connection now (the server is known to be down):
         the pool connects on its first call and keeps no idle minimum until then."""
         try:
-            pool = await aiomysql.create_pool(
-                host=config.host,
-                port=config.port,
-                user=config.user,
-                password=config.password,
-                db=config.database,
-                minsize=config.pool_min if connect else 0,
-                maxsize=config.pool_max,
-                connect_timeout=config.connect_timeout_s,
-                autocommit=True,
-                # UPDATE reports the rows it matched, not only those it changed.
-                client_flag=pymysql.constants.CLIENT.FOUND_ROWS,
-                charset="utf8mb4",
-                pool_recycle=3600,
-                ssl=config.tls,
-            )
+            # Bounded as a whole: a server that accepts the connection and then says
+            # nothing (frozen, partitioned) would otherwise hold the handshake forever,
+            # and a worker starting then would never serve.
+            async with asyncio.timeout(config.connect_timeout_s + config.timeout_s):
+                pool = await aiomysql.create_pool(
+                    host=config.host,
+                    port=config.port,
+                    user=config.user,
+                    password=config.password,
+                    db=config.database,
+                    minsize=config.pool_min if connect else 0,
+                    maxsize=config.pool_max,
+                    connect_timeout=config.connect_timeout_s,
+                    autocommit=True,
+                    # UPDATE reports the rows it matched, not only those it changed.
+                    client_flag=pymysql.constants.CLIENT.FOUND_ROWS,
+                    charset="utf8mb4",
+                    pool_recycle=3600,
+                    ssl=config.tls,
+                )
         except _UNAVAILABLE as exc:
             known = _unavailable(exc)  # the server's refusal (too many connections, …)
             raise StoreUnavailable(
@@ -120,8 +124,15 @@ class MySQLPool:
         await self.fetchone("SELECT 1")
 
     async def close(self) -> None:
+        """Close every connection. Those still in use (a call abandoned at its
+        deadline, a frozen server) get ``timeout_s`` to come back, then are cut:
+        closing must not wait for a server that does not answer."""
         self._pool.close()
-        await self._pool.wait_closed()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._pool.wait_closed()
+        except TimeoutError:
+            self._pool.terminate()
         if self._tls:
             # aiomysql closes a TLS transport without waiting for its shutdown, which
             # takes a turn of the loop: give it one, or the socket outlives the loop.
@@ -144,8 +155,35 @@ class MySQLPool:
     async def _run(
         self, sql: str, args: Sequence[Any], *, fetch: Literal["one", "all"] | None
     ) -> Any:
-        """Run one statement, retried once on a fresh connection when a pooled one
-        turns out stale; returns its row(s), or the rows matched when ``fetch`` is None."""
+        """Run one statement; it answers within ``timeout_s``, whatever the server does.
+
+        The statement runs in a task of its own, which the caller stops waiting for at
+        the deadline. Cancelling it is not enough: aiomysql's pool takes its lock again
+        inside ``Condition.wait`` even when cancelled, behind connection attempts that
+        hold it until their own deadline, so a cancelled call could still take twice
+        the timeout, or longer. The abandoned task is cancelled and ends by itself (its
+        connection is closed, not pooled again)."""
+        call = asyncio.ensure_future(self._attempts(sql, args, fetch))
+        try:
+            done, _ = await asyncio.wait({call}, timeout=self._timeout_s)
+        except asyncio.CancelledError:  # the request itself was cancelled
+            call.cancel()
+            raise
+        if not done:
+            call.cancel()
+            call.add_done_callback(_observe)
+            raise StoreUnavailable(
+                f"MySQL/MariaDB unavailable (timeout): no answer within {self._timeout_s:g} s",
+                store="database",
+                cause="timeout",
+            )
+        return call.result()
+
+    async def _attempts(
+        self, sql: str, args: Sequence[Any], fetch: Literal["one", "all"] | None
+    ) -> Any:
+        """The statement, retried once on a fresh connection when a pooled one turns
+        out stale; returns its row(s), or the rows matched when ``fetch`` is None."""
         for attempt in (1, 2):
             try:
                 async with self.connection() as conn, conn.cursor() as cur:
@@ -180,6 +218,13 @@ class MySQLPool:
             if unavailable is None:
                 raise
             raise unavailable from exc
+
+
+def _observe(call: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of an abandoned call, so that asyncio does not log it as
+    never retrieved: its caller has already answered."""
+    if not call.cancelled():
+        call.exception()
 
 
 @contextmanager

@@ -230,6 +230,16 @@ class ThrowawayMariaDB:
         """SIGKILL: the server dies mid-work; the next ``start()`` recovers InnoDB."""
         kill_and_reap(self.process)
 
+    def freeze(self) -> None:
+        """Stop answering without closing connections (SIGSTOP), as a hung server or a
+        network partition does: the kernel still accepts new connections."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
 
 def kill_and_reap(process: subprocess.Popen[Any] | None) -> None:
     """SIGKILL ``process`` if it still runs, and wait until it is gone."""

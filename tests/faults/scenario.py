@@ -70,6 +70,7 @@ class Scenario:
         self.sessions_before: list[Session] = []
         self.load: Load | None = None
         self.bursts: list[Burst] = []
+        self._frozen_since: float | None = None
 
     # --- the scenario's steps ---------------------------------------------------------
 
@@ -91,14 +92,21 @@ class Scenario:
         self.bursts.append(burst)
         return burst
 
-    def fault(self, action=None, *, database_gone: bool = False) -> None:
-        """Inject the fault (``action``); the race of renewals starts a little later."""
+    def fault(
+        self, action=None, *, database_gone: bool = False, database_frozen: bool = False
+    ) -> None:
+        """Inject the fault (``action``); the race of renewals starts a little later.
+        ``database_gone``: the database went away now (what was in flight may or may
+        not be stored); ``database_frozen``: it holds what it was sent until the
+        restore (everything sent until then may or may not be stored)."""
         started = time.monotonic()
         if action is not None:
             action()
         self.marks.fault = started
         if database_gone:
             self.marks.database_gone.append((started, time.monotonic()))
+        if database_frozen:
+            self._frozen_since = started
         if self.race is not None:
             self.race.start(RACE_DELAY_S)
 
@@ -129,6 +137,8 @@ class Scenario:
         if action is not None:
             action()
         self.marks.returned = time.monotonic() if at is None else at
+        if self._frozen_since is not None:
+            self.marks.database_gone.append((self._frozen_since, self.marks.returned))
 
     def sigterm(self) -> int:
         """SIGTERM the service under load; its exit code."""
