@@ -1,7 +1,7 @@
 """Run the HTTP server: worker processes, signals, graceful drain.
 
 One worker serves in the calling process. Several are forked by a supervisor after a
-start-up check (migrations, reachability) has passed once; each binds the port itself
+start-up check (configuration, the schema) has passed once; each binds the port itself
 with SO_REUSEPORT, so the kernel spreads new connections across them (Tornado's
 shared-socket fork_processes left one child with every keep-alive connection in a test
 here). A worker that dies is replaced; SIGTERM or SIGINT drains every worker and the
@@ -63,7 +63,7 @@ def run(settings: Settings) -> int:
     """Serve with ``settings.effective_workers`` processes; returns the exit code."""
     workers = settings.effective_workers
     if workers == 1:
-        run_loop(settings, serve(settings, serve_metrics=True, alone=True))
+        run_loop(settings, serve(settings, serve_metrics=True, during_outage=True, alone=True))
         return 0
     if settings.metrics_port is not None:
         # Before any fork and any metric: every worker writes its samples to files here.
@@ -90,9 +90,11 @@ def settle_heap() -> None:
 
 
 async def check_startup(settings: Settings) -> None:
-    """Open and close every store once: migrations (development), the schema version
-    check (production) and reachability, so a bad start fails in one process."""
-    services = await open_services(settings)
+    """Open and close every store once, so that a bad start (a configuration error, a
+    database behind this release) fails in one process, once, before any fork. A
+    store that cannot be reached is not a bad start: the workers start without it
+    and connect when it returns (open_services, during_outage)."""
+    services = await open_services(settings, during_outage=True)
     await services.close()
 
 
@@ -371,9 +373,8 @@ class Supervisor:
                 if worker == METRICS_PROCESS:
                     run_loop(self.settings, serve_aggregated_metrics(self.settings))
                 else:
-                    # The start-up check passed before the fork: a store that is down now
-                    # is an outage to ride out, not a reason to die (and be respawned
-                    # into the same outage).
+                    # A store that is down is an outage to ride out, not a reason to die
+                    # (and be respawned into the same outage).
                     run_loop(self.settings, serve(self.settings, worker, during_outage=True))
             except BaseException:
                 log.exception("worker %d failed", worker)

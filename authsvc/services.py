@@ -5,6 +5,7 @@ The only place that knows which adapter backs which protocol.
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -119,9 +120,10 @@ async def open_services(
     """Open every store and build the services. Development migrates by itself;
     production raises MigrationsPending when ``authsvc migrate`` has not been run.
     Raises StoreUnavailable when a configured server cannot be reached, unless
-    ``during_outage`` (a forked worker, after the start-up check has passed): then the
+    ``during_outage`` (serving: an outage is ridden out, at start too): then the
     services are built anyway, answer SERVICE_UNAVAILABLE (and readiness 503) for what
-    needs the missing server, and connect when it returns."""
+    needs the missing server, and connect when it returns; the database's schema is
+    checked (or migrated, in development) then, before anything else reaches it."""
     closers: list[Closer] = []
     probes: dict[str, Closer] = {}
     try:
@@ -261,8 +263,10 @@ async def _open_stores(
         closers.append(pool.close)
         probes["database"] = pool.ping
         pool_usage = pool.usage
-        if reachable:  # else the start-up check before the fork has seen the schema
+        if reachable:  # a database behind this release fails the start, at once
             await _bring_schema(settings, pool)
+        else:  # checked when the database returns, before anything else reaches it
+            pool.check_before_first_use(functools.partial(_bring_schema, settings, pool))
         users = mysql.MySQLUserStore(pool)
     else:
         users = sqlite.SQLiteUserStore(await embedded())

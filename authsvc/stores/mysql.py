@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,8 +16,10 @@ import pymysql
 import pymysql.constants.CLIENT
 
 from authsvc.stores.base import StoreUnavailable, UniqueViolation
-from authsvc.stores.migrations import Applied, EmailRule, apply, pending
+from authsvc.stores.migrations import Applied, EmailRule, MigrationsPending, apply, pending
 from authsvc.stores.sql import SQLUserStore
+
+log = logging.getLogger(__name__)
 
 ER_DUP_ENTRY = 1062
 #: Errors of a connection that was fine when pooled but whose server went away since
@@ -79,6 +82,8 @@ class MySQLPool:
         self._pool = pool
         self._timeout_s = timeout_s
         self._tls = tls
+        self._first_use: Callable[[], Awaitable[None]] | None = None
+        self._first_use_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, config: MySQLConfig, *, connect: bool = True) -> MySQLPool:
@@ -114,6 +119,28 @@ class MySQLPool:
                 cause=known.cause if known else "connection",
             ) from exc
         return cls(pool, config.timeout_s, tls=config.tls is not None)
+
+    def check_before_first_use(self, check: Callable[[], Awaitable[None]]) -> None:
+        """Run ``check`` (the schema check or the development migrations) before the
+        first statement: a pool opened while the server was down could not run it at
+        start. Until it has passed, each call runs it first (one at a time); while it
+        fails, the calls fail with it, as SERVICE_UNAVAILABLE (a database that is
+        behind this release cannot serve it: MigrationsPending says what to run)."""
+        self._first_use = check
+
+    async def _checked(self) -> None:
+        if self._first_use is None:
+            return
+        async with self._first_use_lock:
+            check = self._first_use
+            if check is None:  # another call passed it while this one waited
+                return
+            try:
+                await check()
+            except MigrationsPending as exc:
+                raise StoreUnavailable(str(exc), store="database", cause="schema") from exc
+            self._first_use = None
+            log.info("database reachable: schema checked, serving")
 
     def usage(self) -> tuple[int, int]:
         """(connections open, of which idle)."""
@@ -184,6 +211,7 @@ class MySQLPool:
     ) -> Any:
         """The statement, retried once on a fresh connection when a pooled one turns
         out stale; returns its row(s), or the rows matched when ``fetch`` is None."""
+        await self._checked()
         for attempt in (1, 2):
             try:
                 async with self.connection() as conn, conn.cursor() as cur:
