@@ -117,9 +117,8 @@ class Backlog:
         self.max_admitted = DEFAULT_MAX_ADMITTED if max_admitted is None else max_admitted
         #: The work of one hash at the configured rounds: what a request reserves.
         self.hash_work: int = 2**rounds
-        #: CPU seconds of one hash at ``rounds``, a moving average (what a hash costs).
-        self.hash_seconds = hash_seconds
-        #: The same in wall time, waiting for a core included: the backlog's pace.
+        #: Wall seconds of one hash at ``rounds``, waiting for a core included, a moving
+        #: average: the backlog's pace. ``hash_seconds`` is its first estimate.
         self.hash_wall_seconds = hash_seconds
         #: Requests holding a place now (the authsvc_hashing_backlog gauge).
         self.admitted = 0
@@ -173,14 +172,12 @@ class Backlog:
             job.began_at = self._clock()
             self._running.add(job)
 
-    def end(self, job: Job, measured: tuple[float, float] | None = None) -> None:
-        """In a pool thread: ``job`` is done. ``measured``: its (CPU, wall) seconds,
-        when it was the work of one hash at the configured rounds, for the pace."""
+    def end(self, job: Job, wall_s: float | None = None) -> None:
+        """In a pool thread: ``job`` is done. ``wall_s``: the seconds it took, when it
+        was the work of one hash at the configured rounds, for the pace."""
         with self._lock:
             self._running.discard(job)
-            if measured is not None:
-                cpu_s, wall_s = measured
-                self.hash_seconds += _PACE_WEIGHT * (cpu_s - self.hash_seconds)
+            if wall_s is not None:
                 self.hash_wall_seconds += _PACE_WEIGHT * (wall_s - self.hash_wall_seconds)
 
     def drop(self, job: Job) -> None:

@@ -123,14 +123,13 @@ class HashingPool:
 
         def timed() -> T:
             self.backlog.begin(queued)
-            wall, cpu = time.perf_counter(), time.thread_time()
+            began = time.perf_counter()
             try:
                 result = fn(*args)
             except BaseException:
                 self.backlog.end(queued)
                 raise
-            cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-            self.backlog.end(queued, (cpu, wall) if measured else None)
+            self.backlog.end(queued, time.perf_counter() - began if measured else None)
             return result
 
         # Callers that wait as told are served first: a flood's hashes, queued first,

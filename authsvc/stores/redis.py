@@ -181,10 +181,18 @@ class SentinelMasterConnection(SentinelManagedConnection):
     that its retry then sends on again, reconnects to the address it had, the old
     master, and fails the same way. Asked here, the retry goes to the new master."""
 
+    _address_asked = False  # connect_to has just asked Sentinel: no need to again
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        self._address_asked = True
+        try:
+            await super().connect_to(address)  # type: ignore[no-untyped-call]
+        finally:
+            self._address_asked = False
+
     async def _connect(self) -> None:
-        if self.connection_pool.is_master:
-            # Twice on a fresh connection (connect_to asked already): a round trip to
-            # Sentinel per new connection, not per command.
+        # A round trip to Sentinel per new connection, not per command.
+        if self.connection_pool.is_master and not self._address_asked:
             self.host, self.port = await self.connection_pool.get_master_address()
         await super()._connect()  # type: ignore[no-untyped-call]
 

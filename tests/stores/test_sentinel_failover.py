@@ -7,7 +7,7 @@ import asyncio
 import redis as sync_redis
 
 from authsvc.stores.base import RefreshUse
-from authsvc.stores.redis import RedisConfig, RedisSessionStore, open_client
+from authsvc.stores.redis import RedisConfig, RedisSessionStore, close, open_client
 from tests.stores.test_session_store_contract import A, B, C, make_session, use
 
 
@@ -60,3 +60,39 @@ async def test_no_call_fails_for_a_connection_to_the_old_master(
         for session in sessions:
             await store.revoke_all(session.user_id)
         await store.close()
+
+
+def commands_processed(watcher: sync_redis.Redis) -> int:
+    """Commands the sentinel has answered so far (a sentinel keeps no commandstats),
+    this INFO included."""
+    return int(watcher.info("stats")["total_commands_processed"])
+
+
+async def test_a_connection_asks_sentinel_once_per_connect(io_loop, redis_sentinel, redis_server):
+    """Asking on every reconnect (above) must not become twice per connect."""
+    client = await open_client(RedisConfig("redis://localhost/0", 3.0,
+                                 sentinels=(("127.0.0.1", redis_sentinel.sentinel_port),),
+                                 sentinel_master=redis_sentinel.MASTER))  # fmt: skip
+    pool = client.connection_pool
+    watcher = sync_redis.Redis(port=redis_sentinel.sentinel_port)
+
+    async def six_at_once() -> None:  # blocking reads: a connection each
+        await asyncio.gather(*(client.blpop(f"sentinel-asks:{i}", 0.2) for i in range(6)))
+
+    try:
+        # Once to grow both pools (the master's, and the sentinel client's own: its new
+        # connections send commands of their own), then every connection reconnects.
+        await six_at_once()
+        assert len(pool._available_connections) == 6
+        await pool.disconnect()
+        first = commands_processed(watcher)
+        before = commands_processed(watcher)
+        info_itself = before - first
+        await six_at_once()
+        asked = commands_processed(watcher) - before - info_itself
+        # Six connects, one question each (twice each was 12), and at most one command
+        # of the sentinel client's own around them.
+        assert 6 <= asked <= 7
+    finally:
+        watcher.close()
+        await close(client)
