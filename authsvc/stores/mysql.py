@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -180,6 +180,51 @@ class MySQLPool:
             if unavailable is None:
                 raise
             raise unavailable from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MySQLTransaction]:
+        """BEGIN … COMMIT on one pooled connection (stores/outbox.py TransactionalDatabase).
+        When the block raises, the connection is closed rather than pooled again (see
+        ``connection()``), and the server rolls the transaction back; an IntegrityError,
+        which keeps the connection, is rolled back here. Not retried on a stale
+        connection: the block's statements may have had effects the caller relies on.
+        Callbacks of ``after_commit`` run once COMMIT has returned."""
+        async with self.connection() as conn, conn.cursor() as cur:
+            await conn.begin()
+            tx = MySQLTransaction(cur)
+            try:
+                yield tx
+            except (pymysql.err.IntegrityError, UniqueViolation):
+                await conn.rollback()
+                raise
+            await conn.commit()
+        for callback in tx.committed:
+            callback()
+
+
+class MySQLTransaction:
+    """The statements of one open transaction (stores/outbox.py UnitOfWork)."""
+
+    def __init__(self, cur: aiomysql.Cursor) -> None:
+        self._cur = cur
+        self.committed: list[Callable[[], None]] = []
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        await self._cur.execute(sql, tuple(args) or None)
+        row: tuple[Any, ...] | None = await self._cur.fetchone()
+        return row
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        await self._cur.execute(sql, tuple(args) or None)
+        return list(await self._cur.fetchall())
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        with _unique_violations():
+            matched: int = await self._cur.execute(sql, tuple(args) or None)
+            return matched
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.committed.append(callback)
 
 
 @contextmanager
