@@ -63,6 +63,8 @@ class SMTPSink:
     #: How many times each command was answered, refusals included.
     seen: dict[str, int] = field(default_factory=dict)
     auth_failures: int = 0
+    #: Seconds each accepted DATA takes (a server that is not instant).
+    data_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         self._changed = threading.Condition()
@@ -182,6 +184,8 @@ class _Handler:
         reply = self.sink._count("DATA")
         if reply:
             return reply
+        if self.sink.data_delay_s:
+            await asyncio.sleep(self.sink.data_delay_s)
         login = session.login_data.login.decode() if session.authenticated else None
         self.sink._capture(
             Captured(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
