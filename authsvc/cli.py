@@ -171,8 +171,8 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> None:
-    """`authsvc users …`, `authsvc sessions …` and `authsvc outbox …`, through the same core services as
-    the API, so the same rules and audit events apply."""
+    """`authsvc users …`, `authsvc sessions …` and `authsvc outbox …`, through the same
+    core services as the API, so the same rules and audit events apply."""
     from authsvc import services
 
     sub = getattr(args, f"{args.command}_command")
