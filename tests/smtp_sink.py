@@ -164,7 +164,9 @@ class SMTPSink:
         if not ok:
             with self._changed:
                 self.auth_failures += 1
-        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+        if ok:
+            return AuthResult(success=True, auth_data=auth_data.login.decode())
+        return AuthResult(success=False, handled=False)  # handled=False: aiosmtpd says 535
 
 
 class _Handler:
@@ -186,7 +188,7 @@ class _Handler:
             return reply
         if self.sink.data_delay_s:
             await asyncio.sleep(self.sink.data_delay_s)
-        login = session.login_data.login.decode() if session.authenticated else None
+        login = session.auth_data if session.authenticated else None
         self.sink._capture(
             Captured(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
                      or envelope.content, session.ssl is not None, login)
