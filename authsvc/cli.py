@@ -226,7 +226,6 @@ async def sessions_revoke(opened: Services, args: argparse.Namespace) -> None:
 
 
 async def outbox_list(opened: Services, args: argparse.Namespace) -> None:
-    assert opened.outbox is not None
     entries = await opened.outbox.list(args.limit, args.state)
     for entry in entries:
         emit(f"{entry.id}  {entry.kind}  {entry.state}  attempts {entry.attempts}  "
@@ -237,7 +236,6 @@ async def outbox_list(opened: Services, args: argparse.Namespace) -> None:
 
 
 async def outbox_retry(opened: Services, args: argparse.Namespace) -> None:
-    assert opened.outbox is not None
     if args.dead:
         emit(f"queued {await opened.outbox.requeue_dead()} dead messages again")
     elif await opened.outbox.requeue(args.message_id):
@@ -247,7 +245,6 @@ async def outbox_retry(opened: Services, args: argparse.Namespace) -> None:
 
 
 async def outbox_purge_dead(opened: Services, args: argparse.Namespace) -> None:
-    assert opened.outbox is not None
     emit(f"deleted {await opened.outbox.purge_dead()} dead messages")
 
 

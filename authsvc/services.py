@@ -44,6 +44,12 @@ class Services:
     tokens: TokenCodec
     accounts: AccountService
     sessions: SessionService
+    #: The users database's transactions (stores/outbox.py TransactionalDatabase: a
+    #: flow's token row and its mail in one), the outbox in it and the mailer that
+    #: records mail there.
+    users_db: TransactionalDatabase
+    outbox: OutboxStore
+    mailer: Mailer
     closers: list[Closer] = field(default_factory=list)
     #: What readiness depends on, by name ("database", "redis"): each raises
     #: StoreUnavailable unless its server answers.
@@ -53,12 +59,8 @@ class Services:
     hashing_backlog: Callable[[], int] = lambda: 0
     pool_usage: PoolUsage = lambda: None
 
-    #: The users database's transactions (stores/outbox.py TransactionalDatabase), the
-    #: outbox in it, the mailer that records mail there, and this process's delivery
-    #: loop (started by `serve` only): see open_mail.
-    users_db: TransactionalDatabase | None = None
-    outbox: OutboxStore | None = None
-    mailer: Mailer | None = None
+    #: This process's delivery loop (started by `serve` only; None in production
+    #: without SMTP_URL): see open_mail.
     delivery: DeliveryLoop | None = None
 
     def start_delivery(self) -> None:

@@ -53,7 +53,6 @@ def record(mysql_server, redis_server, tmp_path, database, addresses) -> None:
 
     async def enqueue() -> None:
         services = await open_services(settings)
-        assert services.mailer is not None
         try:
             for to in addresses:
                 await services.mailer.send("confirm_email", to,

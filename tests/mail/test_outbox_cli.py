@@ -28,7 +28,6 @@ def prepare(tmp_path) -> tuple[str, str, str]:
         services = await open_services(settings)
         try:
             mailer, outbox = services.mailer, services.outbox
-            assert mailer is not None and outbox is not None
             ids = [await mailer.send("reset_password", new_email(),
                                      link="https://x.example/r?token=secret-token")
                    for _ in range(3)]  # fmt: skip

@@ -49,8 +49,8 @@ async def test_starttls_is_used_whenever_the_server_offers_it(
     backend, mysql_server, redis_server, tmp_path, certificates
 ):
     sink = starttls_sink(certificates, credentials=("mailer", "pw"))
-    settings = settings_for(backend, mysql_server, redis_server, tmp_path,
-                            **FAST | {"smtp_url": sink.url, "smtp_tls_ca": certificates[0]})  # fmt: skip
+    overrides = FAST | {"smtp_url": sink.url, "smtp_tls_ca": certificates[0]}
+    settings = settings_for(backend, mysql_server, redis_server, tmp_path, **overrides)
     to, services = await deliver_one(settings, sink)
     try:
         capture = await eventually(lambda: _first(sink, to))
@@ -71,7 +71,7 @@ async def test_no_mail_and_no_attempt_spent_without_a_trusted_tls_when_required(
     # No SMTP_TLS_CA: the test CA is not trusted, so the certificate is refused.
     settings = settings_for(backend, mysql_server, redis_server, tmp_path,
                             **FAST | {"smtp_url": sink.url, "smtp_require_tls": True})  # fmt: skip
-    to, services = await deliver_one(settings, sink)
+    _, services = await deliver_one(settings, sink)
     try:
         await eventually(lambda: _logged(caplog, "check SMTP_URL"))
         await services.stop_delivery()
