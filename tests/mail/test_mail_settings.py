@@ -75,3 +75,23 @@ async def test_development_without_smtp_writes_the_mail_with_its_link_to_the_log
     [line] = [r.getMessage() for r in caplog.records]
     assert "ada@example.com" in line and "Confirm your email address" in line
     assert "https://x.example/c?token=abc&x=1" in line
+
+
+def test_serve_in_production_with_email_confirmation_and_no_smtp_refuses_in_one_line(
+    tmp_path, mysql_server, redis_server
+):
+    import subprocess
+
+    from tests.e2e.processes import authsvc_command, child_env
+    from tests.e2e.test_serve import production_env
+
+    env = production_env(mysql_server, redis_server) | {"EMAIL_CONFIRMATION": "true"}
+    result = subprocess.run(authsvc_command("serve"), cwd=tmp_path, env=child_env(env),
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("authsvc: SMTP_URL is required in production when EMAIL_CONFIRMATION=true")
+    )
+    assert "Traceback" not in result.stderr
