@@ -5,13 +5,15 @@ nothing (another, or its restart, sends the mail once the lease has passed)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import urllib.request
 
 import pytest
 
 from authsvc.services import open_services
 from tests.conftest import settings_for
-from tests.e2e.processes import ServiceProcess
+from tests.e2e.processes import ServiceProcess, free_port
 from tests.e2e.test_serve import migrate, production_env
 from tests.helpers import new_email
 from tests.smtp_sink import SMTPSink
@@ -63,6 +65,13 @@ def record(mysql_server, redis_server, tmp_path, database, addresses) -> None:
     asyncio.run(enqueue())
 
 
+def sent_total(metrics_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    found = re.search(r'^authsvc_mail_sent_total\{kind="confirm_email"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def outbox_rows(mysql_server, database):
     with mysql_server.connect(database) as conn:
         cursor = conn.cursor()
@@ -73,11 +82,13 @@ def outbox_rows(mysql_server, database):
 def test_two_processes_deliver_each_of_200_mails_exactly_once(
     tmp_path, mysql_server, redis_server, outbox_database
 ):
-    sink = SMTPSink(data_delay_s=0.005)
+    sink = SMTPSink(data_delay_s=0.02)  # 200 mails take one process 4 s at least
     sink.start()
     env = mail_env(mysql_server, redis_server, outbox_database, sink)
     migrate(tmp_path, env)
-    servers = [ServiceProcess(tmp_path, env), ServiceProcess(tmp_path, env)]
+    metrics_ports = [free_port(), free_port()]
+    servers = [ServiceProcess(tmp_path, env | {"METRICS_PORT": str(port)})
+               for port in metrics_ports]  # fmt: skip
     try:
         addresses = [new_email() for _ in range(200)]
         record(mysql_server, redis_server, tmp_path, outbox_database, addresses)
@@ -91,6 +102,9 @@ def test_two_processes_deliver_each_of_200_mails_exactly_once(
         assert len(rows) == 200
         assert all(state == "sent" and attempts == 1 and blank for _, state, attempts, blank
                    in rows)  # fmt: skip
+        # Both took part (each counts what it sent), and together they sent each once.
+        sent = [sent_total(port) for port in metrics_ports]
+        assert sum(sent) == 200 and min(sent) > 0, sent
     finally:
         for server in servers:
             assert server.terminate() == 0
