@@ -90,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("session_id", nargs="?")
     target.add_argument("--all", action="store_true", help="every session of the account")
+    outbox = commands.add_parser("outbox", help="see, retry and purge the mail outbox")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
+    outbox_list = outbox_commands.add_parser(
+        "list", help="messages, newest first (never their bodies)"
+    )
+    outbox_list.add_argument("--state", choices=["queued", "sending", "sent", "dead"])
+    outbox_list.add_argument("--limit", type=int, default=100)
+    retry = outbox_commands.add_parser(
+        "retry", help="queue a message again, due now, its attempts reset"
+    )
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("message_id", nargs="?")
+    which.add_argument("--dead", action="store_true", help="every dead message")
+    outbox_commands.add_parser("purge-dead", help="delete every dead message")
     # From the commands themselves, so that it never falls behind them again.
     parser.description = "JWT authentication service. Commands: " + ", ".join(commands.choices)
     return parser
@@ -128,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_config(settings)
         elif args.command == "keys":
             run_keys_command(settings, args)
-        elif args.command in ("users", "sessions"):
+        elif args.command in ("users", "sessions", "outbox"):
             asyncio.run(run_admin_command(settings, args))
     except (ConfigError, MigrationsPending, StoreUnavailable, DomainError) as exc:
         # One clear line, never a stack trace, for what an operator must fix.
@@ -157,11 +171,11 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> None:
-    """`authsvc users …` and `authsvc sessions …`, through the same core services as
-    the API, so the same rules and audit events apply."""
+    """`authsvc users …`, `authsvc sessions …` and `authsvc outbox …`, through the same
+    core services as the API, so the same rules and audit events apply."""
     from authsvc import services
 
-    sub = args.users_command if args.command == "users" else args.sessions_command
+    sub = getattr(args, f"{args.command}_command")
     opened = await services.open_services(settings)
     try:
         await ADMIN_COMMANDS[(args.command, sub)](opened, args)
@@ -211,6 +225,29 @@ async def sessions_revoke(opened: Services, args: argparse.Namespace) -> None:
     emit(f"ended {ended} sessions")
 
 
+async def outbox_list(opened: Services, args: argparse.Namespace) -> None:
+    entries = await opened.outbox.list(args.limit, args.state)
+    for entry in entries:
+        emit(f"{entry.id}  {entry.kind}  {entry.state}  attempts {entry.attempts}  "
+             f"next {entry.next_attempt_at.isoformat(timespec='seconds')}  "
+             f"created {entry.created_at.isoformat(timespec='seconds')}  "
+             f"{entry.last_error or '-'}")  # fmt: skip
+    emit(f"{len(entries)} messages")
+
+
+async def outbox_retry(opened: Services, args: argparse.Namespace) -> None:
+    if args.dead:
+        emit(f"queued {await opened.outbox.requeue_dead()} dead messages again")
+    elif await opened.outbox.requeue(args.message_id):
+        emit(f"queued {args.message_id} again")
+    else:
+        raise ConfigError(f"no dead or queued message {args.message_id}")
+
+
+async def outbox_purge_dead(opened: Services, args: argparse.Namespace) -> None:
+    emit(f"deleted {await opened.outbox.purge_dead()} dead messages")
+
+
 ADMIN_COMMANDS = {
     ("users", "create"): users_create,
     ("users", "list"): users_list,
@@ -219,6 +256,9 @@ ADMIN_COMMANDS = {
     ("users", "delete"): users_delete,
     ("sessions", "list"): sessions_list,
     ("sessions", "revoke"): sessions_revoke,
+    ("outbox", "list"): outbox_list,
+    ("outbox", "retry"): outbox_retry,
+    ("outbox", "purge-dead"): outbox_purge_dead,
 }
 
 

@@ -168,3 +168,40 @@ def metrics_app(registry: CollectorRegistry, refresh: Any = None) -> tornado.web
         [(r"/metrics", MetricsHandler, {"registry": registry, "refresh": refresh})],
         log_function=lambda handler: None,
     )
+
+
+@dataclass
+class MailMetrics:
+    """The outbox's mail, by kind (a bounded set: mail/templates.py KINDS)."""
+
+    queued: Counter
+    sent: Counter
+    retried: Counter
+    dead: Counter
+    depth: Gauge
+    oldest_age: Gauge
+
+
+_mail_metrics: MailMetrics | None = None
+
+
+def mail_metrics() -> MailMetrics:
+    """This process's mail metrics, made on first use. The gauges are read from the
+    database by every worker's delivery loop, so across workers they are the same
+    figure: the maximum of the live workers' (not their sum)."""
+    global _mail_metrics
+    if _mail_metrics is None:
+        livemax: dict[str, Any] = {"multiprocess_mode": "livemax"}
+        _mail_metrics = MailMetrics(
+            queued=Counter("authsvc_mail_queued_total", "Mails recorded in the outbox",
+                           ["kind"]),
+            sent=Counter("authsvc_mail_sent_total", "Mails the SMTP server accepted", ["kind"]),
+            retried=Counter("authsvc_mail_retried_total",
+                            "Failed deliveries that will be tried again", ["kind"]),
+            dead=Counter("authsvc_mail_dead_total",
+                         "Mails given up on (refused for good, or out of attempts)", ["kind"]),
+            depth=Gauge("authsvc_outbox_depth", "Mails queued or being sent", **livemax),
+            oldest_age=Gauge("authsvc_outbox_oldest_age_seconds",
+                             "Age of the oldest mail queued or being sent", **livemax),
+        )  # fmt: skip
+    return _mail_metrics

@@ -125,6 +125,7 @@ async def serve(
             settings.app_port, settings.app_host, reuse_port=True
         )
         server.add_sockets(sockets)
+        services.start_delivery()  # the outbox's mail, in a task of its own
         log.info(
             "worker %d (pid %d) listening on http://%s:%d/graphql "
             "(%s; users: %s, sessions: %s; loop: %s)",
@@ -149,6 +150,7 @@ async def serve(
     finally:
         if metrics_server is not None:
             metrics_server.stop()
+        await services.stop_delivery(settings.shutdown_timeout_s)
         await services.close()
     log.info("worker %d stopped", worker)
 

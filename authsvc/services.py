@@ -19,15 +19,18 @@ from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
 from authsvc.core.sessions import SessionPolicy, SessionService
 from authsvc.core.tokens import TokenCodec, TokenType
 from authsvc.core.validation import PasswordPolicy, normalize_email
+from authsvc.mail.mailer import Mailer
 from authsvc.settings import ConfigError, Settings
 from authsvc.signing import access_ring, refresh_ring
 from authsvc.stores import mysql
 from authsvc.stores.base import CounterStore, SessionStore, StoreUnavailable, UserStore
 from authsvc.stores.migrations import Applied, MigrationsPending, latest_version
+from authsvc.stores.outbox import OutboxDatabase, OutboxStore, TransactionalDatabase
 from authsvc.stores.redis import RedisConfig, RedisCounterStore, RedisSessionStore
 from authsvc.stores.redis import open_client as open_redis
 
 if TYPE_CHECKING:  # imported where used: aiosqlite stays unloaded on MySQL + Redis
+    from authsvc.mail.delivery import DeliveryLoop
     from authsvc.stores import sqlite
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,12 @@ class Services:
     tokens: TokenCodec
     accounts: AccountService
     sessions: SessionService
+    #: The users database's transactions (stores/outbox.py TransactionalDatabase: a
+    #: flow's token row and its mail in one), the outbox in it and the mailer that
+    #: records mail there.
+    users_db: TransactionalDatabase
+    outbox: OutboxStore
+    mailer: Mailer
     closers: list[Closer] = field(default_factory=list)
     #: What readiness depends on, by name ("database", "redis"): each raises
     #: StoreUnavailable unless its server answers.
@@ -50,6 +59,19 @@ class Services:
     #: What the metrics read now and then: the hashing backlog and the database pool.
     hashing_backlog: Callable[[], int] = lambda: 0
     pool_usage: PoolUsage = lambda: None
+
+    #: This process's delivery loop (started by `serve` only; None in production
+    #: without SMTP_URL): see open_mail.
+    delivery: DeliveryLoop | None = None
+
+    def start_delivery(self) -> None:
+        """Start this process's delivery loop (a serving worker, once it listens)."""
+        if self.delivery is not None:
+            self.delivery.start()
+
+    async def stop_delivery(self, grace_s: float = 10.0) -> None:
+        if self.delivery is not None:
+            await self.delivery.stop(grace_s)
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: "ok", or why it is not."""
@@ -126,14 +148,17 @@ async def open_services(
     checked (or migrated, in development) then, before anything else reaches it."""
     closers: list[Closer] = []
     probes: dict[str, Closer] = {}
+    databases: dict[str, OutboxDatabase] = {}
     try:
         users, sessions, counters, pool_usage = await _open_stores(
-            settings, closers, probes, during_outage
+            settings, closers, probes, during_outage, databases=databases
         )
+        mail = open_mail(settings, databases["users"], clock)
     except BaseException:
         for close in reversed(closers):
             await close()
         raise
+    closers.append(mail.stop)  # last opened, first closed: before the pool it uses
     hasher = PasswordHasher(
         settings.bcrypt_rounds,
         settings.effective_hash_threads,
@@ -188,6 +213,10 @@ async def open_services(
         probes=probes,
         hashing_backlog=lambda: hasher.pending,
         pool_usage=pool_usage,
+        users_db=databases["users"],
+        outbox=mail.outbox,
+        mailer=mail.mailer,
+        delivery=mail.delivery,
     )
 
 
@@ -230,8 +259,13 @@ async def _bring_schema(settings: Settings, pool: mysql.MySQLPool) -> None:
 
 
 async def _open_stores(
-    settings: Settings, closers: list[Closer], probes: dict[str, Closer], during_outage: bool
+    settings: Settings,
+    closers: list[Closer],
+    probes: dict[str, Closer],
+    during_outage: bool,
+    databases: dict[str, OutboxDatabase] | None = None,
 ) -> tuple[UserStore, SessionStore, CounterStore, PoolUsage]:
+    """``databases``: filled with the users database ("users") for the outbox."""
     if "sqlite" in (settings.users_backend, settings.sessions_backend):
         from authsvc.stores import sqlite  # here: aiosqlite stays unloaded otherwise
     sqlite_db: sqlite.SQLiteDatabase | None = None
@@ -268,8 +302,12 @@ async def _open_stores(
         else:  # checked when the database returns, before anything else reaches it
             pool.check_before_first_use(functools.partial(_bring_schema, settings, pool))
         users = mysql.MySQLUserStore(pool)
+        if databases is not None:
+            databases["users"] = pool
     else:
         users = sqlite.SQLiteUserStore(await embedded())
+        if databases is not None:
+            databases["users"] = await embedded()
 
     sessions: SessionStore
     if settings.sessions_backend == "redis":
@@ -299,3 +337,76 @@ async def _open_stores(
         sessions = sqlite.SQLiteSessionStore(await embedded())
         counters = sqlite.SQLiteCounterStore(await embedded())
     return users, sessions, counters, pool_usage
+
+
+@dataclass
+class Mail:
+    outbox: OutboxStore
+    mailer: Mailer
+    delivery: DeliveryLoop | None
+
+    async def stop(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.stop()
+
+
+def open_mail(settings: Settings, db: OutboxDatabase, clock: Clock) -> Mail:
+    """The outbox in the users database, the mailer that records mail there and the
+    delivery loop that sends it: over SMTP_URL, or to the log in development without it.
+    Production without SMTP_URL has no loop (nothing could be delivered) and a disabled
+    mailer. Raises ConfigError for a mail template that cannot be compiled."""
+    from authsvc.core.outbox import RetryPolicy
+    from authsvc.mail.delivery import DeliveryLoop, DeliverySettings
+    from authsvc.mail.message import sender_address
+    from authsvc.mail.senders import LogSender, Sender, SMTPConfig, SMTPSender
+    from authsvc.mail.templates import MailTemplates, TemplateError
+
+    outbox: OutboxStore
+    if isinstance(db, mysql.MySQLPool):
+        from authsvc.stores.outbox_mysql import MySQLOutboxStore
+
+        outbox = MySQLOutboxStore(db)
+    else:
+        from authsvc.stores.outbox_sqlite import SQLiteOutboxStore
+
+        outbox = SQLiteOutboxStore(db)
+    try:
+        templates = MailTemplates(settings.email_templates_dir)
+    except TemplateError as exc:
+        raise ConfigError(f"EMAIL_TEMPLATES_DIR: {exc}") from None
+    sender: Sender | None = None
+    if settings.smtp_url is not None:
+        sender = SMTPSender(
+            SMTPConfig.from_url(
+                settings.smtp_url.get_secret_value(),
+                require_tls=settings.smtp_require_tls,
+                timeout_s=settings.smtp_timeout_s,
+                ca_file=settings.smtp_tls_ca,
+            )
+        )
+    elif not settings.is_production:
+        sender = LogSender()
+    mailer = Mailer(
+        templates, outbox, db, clock,
+        email_from=settings.email_from,
+        service_name=settings.email_service_name,
+        enabled=sender is not None,
+    )  # fmt: skip
+    delivery = None
+    if sender is not None:
+        delivery = DeliveryLoop(
+            outbox,
+            sender,
+            RetryPolicy(settings.outbox_max_attempts, settings.outbox_backoff_base_s,
+                        settings.outbox_backoff_max_s),
+            DeliverySettings(
+                envelope_from=sender_address(settings.email_from)[1],
+                batch=settings.outbox_batch_size,
+                lease_s=settings.outbox_lease_s,
+                poll_s=settings.outbox_poll_interval_s,
+                fault_retry_s=settings.outbox_backoff_base_s,
+                send_timeout_s=settings.smtp_timeout_s,
+            ),
+        )  # fmt: skip
+        mailer.on_committed(delivery.wake)
+    return Mail(outbox, mailer, delivery)

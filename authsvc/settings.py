@@ -12,8 +12,10 @@ import json
 import logging
 import os
 import secrets
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -185,6 +187,35 @@ class Settings(BaseSettings):
     password_reject_common: bool = True
     email_confirmation: bool = False
 
+    # --- mail (delivered from the outbox in the users database) ---------------------------
+    #: smtp://user:pass@host:port (STARTTLS whenever the server offers it) or smtps://…
+    #: (TLS from the first byte). Unset: development writes each mail to the log;
+    #: production sends none (and refuses to start with EMAIL_CONFIRMATION=true).
+    smtp_url: SecretStr | None = None
+    #: Never send without TLS: a server that offers no STARTTLS gets no mail (and no
+    #: password).
+    smtp_require_tls: bool = False
+    #: CA bundle that signed the SMTP server's certificate; unset: the system's.
+    smtp_tls_ca: str | None = None
+    #: Bound on each SMTP step (connect, each command).
+    smtp_timeout_s: float = Field(10.0, gt=0, le=300)
+    email_from: str = "authsvc <no-reply@localhost>"
+    #: How the mails name the service (the templates' service_name).
+    email_service_name: str = "authsvc"
+    #: A folder of templates (<kind>.subject.txt, <kind>.txt, <kind>.html) that replace
+    #: the packaged ones file by file.
+    email_templates_dir: str | None = None
+    #: Tries before a mail is dead; the waits between grow from the base to the max.
+    outbox_max_attempts: int = Field(8, ge=1, le=100)
+    outbox_backoff_base_s: float = Field(30.0, gt=0, le=86400)
+    outbox_backoff_max_s: float = Field(3600.0, gt=0, le=7 * 86400)
+    #: How often each worker looks for due mail (an enqueue wakes its own at once).
+    outbox_poll_interval_s: float = Field(5.0, gt=0, le=3600)
+    #: How long a claimed mail is a worker's: one that dies sending leaves it to
+    #: another after this. At least twice SMTP_TIMEOUT_S.
+    outbox_lease_s: float = Field(120.0, gt=0, le=86400)
+    outbox_batch_size: int = Field(20, ge=1, le=1000)
+
     # --- HTTP ------------------------------------------------------------------------
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     document_cache_size: int = Field(512, ge=0, le=100_000)
@@ -246,6 +277,40 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: str) -> str:
         parse_networks(value)  # raises ValueError naming the bad entry
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            smtp_url_problem(value.get_secret_value())
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _check_email_from(cls, value: str) -> str:
+        address = parseaddr(value)[1]
+        local, _, domain = address.rpartition("@")
+        if not local or not domain:
+            raise ValueError("must be an address, as in `Name <no-reply@example.com>`")
+        return value
+
+    @field_validator("email_templates_dir")
+    @classmethod
+    def _check_templates_dir(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_dir():
+            raise ValueError("is not a folder")
+        return value
+
+    @model_validator(mode="after")
+    def _check_outbox(self) -> Settings:
+        if self.outbox_lease_s < 2 * self.smtp_timeout_s:
+            raise ValueError(
+                "OUTBOX_LEASE_S must be at least twice SMTP_TIMEOUT_S (a mail being sent "
+                "must not outlive its claim)"
+            )
+        if self.outbox_backoff_max_s < self.outbox_backoff_base_s:
+            raise ValueError("OUTBOX_BACKOFF_MAX_S must not be below OUTBOX_BACKOFF_BASE_S")
+        return self
 
     @property
     def db_tls(self) -> bool:
@@ -355,6 +420,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name.upper()} is required in production")
         if self.sessions_backend != "redis":
             raise ValueError("REDIS_HOST or REDIS_URL is required in production")
+        if self.email_confirmation and self.smtp_url is None:
+            raise ValueError(
+                "SMTP_URL is required in production when EMAIL_CONFIRMATION=true (no "
+                "confirmation mail could be sent, so no new account could log in)"
+            )
         return self
 
     def masked(self) -> dict[str, Any]:
@@ -378,6 +448,20 @@ def parse_networks(entries: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6N
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or CIDR range") from None
     return networks
+
+
+def smtp_url_problem(url: str) -> None:
+    """Raises ValueError for an SMTP_URL that cannot be used; the message never quotes
+    the URL (it holds a password)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError("must start with smtp:// or smtps://")
+    if not parts.hostname:
+        raise ValueError("names no host")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port when it is read
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
 
 
 def secret_problem(secret: SecretStr | None) -> str | None:
@@ -424,9 +508,21 @@ def describe_validation_error(exc: ValidationError) -> str:
     message = err["msg"].removeprefix("Value error, ")
     if not name:  # a model-level check: its message names the setting itself
         return message
-    if "input" in err and not isinstance(err["input"], dict) and "SECRET" not in name:
+    if (
+        "input" in err
+        and not isinstance(err["input"], dict)
+        and "SECRET" not in name
+        and not _holds_secret(name)
+    ):
         return f"{name}: {message} (got {err['input']!r})"
     return f"{name}: {message}"
+
+
+def _holds_secret(name: str) -> bool:
+    """Whether the setting ``name`` is a SecretStr (a URL with a password, say): its
+    input is never quoted back."""
+    field = Settings.model_fields.get(name.lower())
+    return field is not None and "SecretStr" in str(field.annotation)
 
 
 def _fill_development_secrets(settings: Settings) -> Settings:

@@ -195,3 +195,17 @@ def client(app, http_server_client) -> GraphQLClient:
     # `app` is named here, not only looked up by pytest-tornasync's http_server, so that
     # pytest sees the `backend` parameters at collection.
     return GraphQLClient(http_server_client)
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[Any]:
+    """A real SMTP server on a free loopback port, capturing every mail (tests/smtp_sink.py):
+    point SMTP_URL at ``smtp_sink.url`` and read mail with ``smtp_sink.wait_for(address)``."""
+    from tests.smtp_sink import SMTPSink
+
+    sink = SMTPSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()

@@ -15,7 +15,7 @@ def test_help_names_every_command(tmp_path):
     )  # fmt: skip
     assert helped.returncode == 0
     description = " ".join(helped.stdout.split("\n\n")[1].split())
-    commands = ["serve", "migrate", "check-config", "keys", "users", "sessions"]
+    commands = ["serve", "migrate", "check-config", "keys", "users", "sessions", "outbox"]
     assert description == "JWT authentication service. Commands: " + ", ".join(commands)
     # Derived from the commands: one added later is named too.
     (subcommands,) = [a for a in build_parser()._actions if a.dest == "command"]

@@ -247,6 +247,56 @@ class MySQLPool:
                 raise
             raise unavailable from exc
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MySQLTransaction]:
+        """BEGIN … COMMIT on one pooled connection (stores/outbox.py TransactionalDatabase).
+        When the block raises, the connection is closed rather than pooled again (see
+        ``connection()``), and the server rolls the transaction back; an IntegrityError,
+        which keeps the connection, is rolled back here. Not retried on a stale
+        connection: the block's statements may have had effects the caller relies on.
+        Callbacks of ``after_commit`` run once COMMIT has returned."""
+        try:  # the schema, if the pool opened without its server
+            async with asyncio.timeout(self._timeout_s):
+                await self._checked()
+        except TimeoutError as exc:
+            raise _unavailable(exc) from exc  # type: ignore[misc]
+        async with self.connection() as conn, conn.cursor() as cur:
+            await conn.begin()
+            tx = MySQLTransaction(cur)
+            try:
+                yield tx
+            except (pymysql.err.IntegrityError, UniqueViolation):
+                await conn.rollback()
+                raise
+            await conn.commit()
+        for callback in tx.committed:
+            callback()
+
+
+class MySQLTransaction:
+    """The statements of one open transaction (stores/outbox.py UnitOfWork)."""
+
+    def __init__(self, cur: aiomysql.Cursor) -> None:
+        self._cur = cur
+        self.committed: list[Callable[[], None]] = []
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        await self._cur.execute(sql, tuple(args) or None)
+        row: tuple[Any, ...] | None = await self._cur.fetchone()
+        return row
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        await self._cur.execute(sql, tuple(args) or None)
+        return list(await self._cur.fetchall())
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        with _unique_violations():
+            matched: int = await self._cur.execute(sql, tuple(args) or None)
+            return matched
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.committed.append(callback)
+
 
 def _observe(call: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of an abandoned call, so that asyncio does not log it as

@@ -12,7 +12,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,12 +86,15 @@ class SQLiteDatabase:
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error), holding the write lock."""
         async with self._lock:
             await self._execute("BEGIN IMMEDIATE")
+            tx = Transaction(self)
             try:
-                yield Transaction(self)
+                yield tx
             except BaseException:
                 await self._conn.rollback()
                 raise
             await self._execute("COMMIT")
+        for callback in tx.committed:  # Transaction.after_commit
+            callback()
 
     async def ping(self) -> None:
         """Raises StoreUnavailable unless the file answers."""
@@ -133,6 +136,11 @@ class Transaction:
         self.fetchone = db._fetchone
         self.fetchall = db._fetchall
         self.execute = db._execute
+        self.committed: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction has committed (never after a rollback)."""
+        self.committed.append(callback)
 
 
 class SQLiteUserStore(SQLUserStore):

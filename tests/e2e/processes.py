@@ -41,7 +41,8 @@ def wait_for_port(
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     """The test's environment without any authsvc setting, plus ``extra``."""
-    names = ("APP_", "DB_", "JWT_", "REDIS_", "NODE_ENV", "BCRYPT_", "SQLITE_", "STORE_")
+    names = ("APP_", "DB_", "JWT_", "REDIS_", "NODE_ENV", "BCRYPT_", "SQLITE_", "STORE_",
+             "SMTP_", "EMAIL_", "OUTBOX_")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(names)}
     return env | extra
 

@@ -39,6 +39,8 @@ def test_installed_wheel_serves(tmp_path):
     assert "authsvc/stores/sql/sqlite/0001_users_sessions.sql" in names
     assert "authsvc/graphql/static/vendor/graphiql.min.js" in names
     assert "authsvc/core/data/common-passwords.txt.gz" in names
+    assert "authsvc/mail/templates/confirm_email.html" in names
+    assert "authsvc/stores/sql/mysql/0003_outbox.sql" in names
 
     site = tmp_path / "site"
     subprocess.run(

@@ -1,0 +1,194 @@
+"""The delivery loop: one task per serving process that claims due messages from the
+outbox, sends them outside any transaction, and records each outcome under its claim.
+
+It never touches a request: a slow or failing SMTP server slows only this task. A store
+outage pauses it (said once per outage) and it goes on when the store returns; nothing
+but stop() ends it. Several processes and hosts run one each on one outbox: the claim
+(SKIP LOCKED on MariaDB, BEGIN IMMEDIATE on SQLite) gives each message to one of them,
+and its fence keeps a claimer whose lease passed from recording anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from authsvc.core.outbox import Failure, RetryPolicy
+from authsvc.logs import Throttle
+from authsvc.mail.senders import DeliveryError, Sender
+from authsvc.metrics import mail_metrics
+from authsvc.stores.base import StoreUnavailable
+from authsvc.stores.outbox import ClaimedMessage, OutboxStore
+
+log = logging.getLogger(__name__)
+
+#: How often one kind of configuration fault is logged (with the count held back).
+FAULT_LOG_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    envelope_from: str
+    batch: int
+    lease_s: float
+    poll_s: float
+    #: The wait after a configuration fault (AUTH, TLS) before the next try.
+    fault_retry_s: float
+    #: The longest one send may take (SMTP_TIMEOUT_S): a batch stops sending this long
+    #: before its lease ends, so no mail goes out under a lease that has passed.
+    send_timeout_s: float
+    channel: str = "email"
+
+
+class DeliveryLoop:
+    def __init__(
+        self, store: OutboxStore, sender: Sender, policy: RetryPolicy, config: DeliverySettings
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._policy = policy
+        self._config = config
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._store_down = False
+        self._fault: DeliveryError | None = None
+        self._faults = Throttle(FAULT_LOG_INTERVAL_S)
+
+    def wake(self) -> None:
+        """Look for due messages now (an enqueue has committed)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Let a send in progress finish (up to ``grace_s``), then end the task. A
+        mail cut short stays claimed and is sent again once its lease passes."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace_s)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            full = False
+            try:
+                full = await self.deliver_batch() >= self._config.batch
+                await self._observe_depth()
+                if self._store_down:
+                    log.info("outbox: the database answers again, delivering")
+                    self._store_down = False
+            except StoreUnavailable as exc:
+                if not self._store_down:
+                    log.warning("outbox: delivery paused until the database answers: %s", exc)
+                    self._store_down = True
+            except Exception:
+                if self._faults.due("unexpected") is not None:
+                    log.exception("outbox: delivery failed unexpectedly; going on")
+            if self._stopping:
+                break
+            if full and self._fault is None and not self._store_down:
+                continue  # more may be due: no wait
+            wait = self._config.fault_retry_s if self._fault else self._config.poll_s
+            self._fault = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def deliver_batch(self) -> int:
+        """Claim one batch and deliver it; returns how many were claimed. Raises
+        StoreUnavailable (the batch's claims then pass with their lease)."""
+        started = time.monotonic()
+        claims = await self._store.claim(self._config.channel, self._config.batch,
+                                         self._config.lease_s)  # fmt: skip
+        if not claims:
+            return 0
+        # The lease is measured on the database's clock, this on ours: both are spans.
+        send_by = started + self._config.lease_s - self._config.send_timeout_s
+        down: DeliveryError | None = None
+        async with self._sender.session() as session:
+            for claim in claims:
+                if self._fault is not None or time.monotonic() > send_by:
+                    reason = str(self._fault) if self._fault else "lease running out"
+                    await self._store.release(claim, self._config.fault_retry_s, reason)
+                    continue
+                if down is not None:  # the server is unreachable: no use trying each
+                    await self._failed(claim, down)
+                    continue
+                try:
+                    await session.send(self._config.envelope_from, claim.recipient,
+                                       claim.message)  # fmt: skip
+                except DeliveryError as exc:
+                    await self._failed(claim, exc)
+                    if exc.connection and exc.failure is Failure.TEMPORARY:
+                        down = exc
+                    continue
+                if await self._store.mark_sent(claim):
+                    mail_metrics().sent.labels(claim.kind).inc()
+                else:
+                    self._lost(claim)
+        return len(claims)
+
+    async def _failed(self, claim: ClaimedMessage, error: DeliveryError) -> None:
+        counted = mail_metrics()
+        if error.failure is Failure.CONFIGURATION:
+            self._fault = error
+            held = self._faults.due(f"fault:{type(error.__cause__).__name__}")
+            if held is not None:
+                more = f" ({held} more since the last line)" if held else ""
+                log.error(
+                    "outbox: cannot send mail, check SMTP_URL and the SMTP_* settings: "
+                    "%s%s", error, more,
+                )  # fmt: skip
+            if not await self._store.release(claim, self._config.fault_retry_s, str(error)):
+                self._lost(claim)
+            return
+        if self._policy.gives_up(claim.attempts, error.failure):
+            if await self._store.mark_dead(claim, str(error)):
+                counted.dead.labels(claim.kind).inc()
+                log.error(
+                    "outbox: message %s (%s to %s) is dead after %d attempts: %s",
+                    claim.id, claim.kind, _domain(claim.recipient), claim.attempts, error,
+                )  # fmt: skip
+            else:
+                self._lost(claim)
+            return
+        delay = self._policy.backoff_s(claim.attempts)
+        if await self._store.retry_later(claim, delay, str(error)):
+            counted.retried.labels(claim.kind).inc()
+            log.info(
+                "outbox: message %s (%s to %s) failed (attempt %d), retry in %.0f s: %s",
+                claim.id, claim.kind, _domain(claim.recipient), claim.attempts, delay, error,
+            )  # fmt: skip
+        else:
+            self._lost(claim)
+
+    def _lost(self, claim: ClaimedMessage) -> None:
+        log.warning(
+            "outbox: message %s: lease passed before its outcome was recorded (another "
+            "worker has it now; it may be delivered twice)", claim.id,
+        )  # fmt: skip
+
+    async def _observe_depth(self) -> None:
+        stats = await self._store.stats(self._config.channel)
+        counted = mail_metrics()
+        counted.depth.set(stats.depth)
+        counted.oldest_age.set(stats.oldest_age_s)
+
+
+def _domain(address: str) -> str:
+    """What the log says of a recipient: the domain only."""
+    return "@" + address.rpartition("@")[2]
