@@ -48,6 +48,7 @@ class Metrics:
     store_errors: Counter
     pool_connections: Gauge
     untrusted_forwarding: Counter
+    answer_floor_overruns: Counter
     # Per request, looking up labelled children and setting unchanged gauges (each
     # under a lock, in files with several workers) cost more than the counting.
     _children: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
@@ -133,6 +134,10 @@ def _create(registry: CollectorRegistry) -> Metrics:
             "authsvc_untrusted_forwarding", "Requests with X-Forwarded-For, X-Real-IP or "
             "Forwarded from a peer not in TRUSTED_PROXIES (the headers were ignored)",
             registry=registry),
+        answer_floor_overruns=Counter(
+            "authsvc_answer_floor_overruns_total", "Requests that must not tell whether an "
+            "address has an account and took longer than EMAIL_REQUEST_ANSWER_S (their "
+            "time may tell: raise it)", ["operation"], registry=registry),
     )  # fmt: skip
     audit.subscribe(metrics.on_audit)
     return metrics

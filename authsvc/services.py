@@ -14,20 +14,24 @@ from typing import TYPE_CHECKING
 
 from authsvc.core.accounts import AccountService
 from authsvc.core.clock import Clock, utc_now
+from authsvc.core.lifecycle import AccountLifecycle, LifecyclePolicy
 from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
 from authsvc.core.sessions import SessionPolicy, SessionService
 from authsvc.core.tokens import TokenCodec, TokenType
 from authsvc.core.validation import PasswordPolicy, normalize_email
 from authsvc.mail.mailer import Mailer
+from authsvc.metrics import metrics
 from authsvc.settings import ConfigError, Settings
 from authsvc.signing import access_ring, refresh_ring
 from authsvc.stores import mysql
+from authsvc.stores.account_tokens import SQLAccountTokens
 from authsvc.stores.base import CounterStore, SessionStore, StoreUnavailable, UserStore
 from authsvc.stores.migrations import Applied, MigrationsPending, latest_version
 from authsvc.stores.outbox import OutboxDatabase, OutboxStore, TransactionalDatabase
 from authsvc.stores.redis import RedisConfig, RedisCounterStore, RedisSessionStore
 from authsvc.stores.redis import open_client as open_redis
+from authsvc.stores.sql import SQLUserStore
 
 if TYPE_CHECKING:  # imported where used: aiosqlite stays unloaded on MySQL + Redis
     from authsvc.mail.delivery import DeliveryLoop
@@ -45,6 +49,7 @@ class Services:
     tokens: TokenCodec
     accounts: AccountService
     sessions: SessionService
+    lifecycle: AccountLifecycle
     #: The users database's transactions (stores/outbox.py TransactionalDatabase: a
     #: flow's token row and its mail in one), the outbox in it and the mailer that
     #: records mail there.
@@ -172,17 +177,23 @@ async def open_services(
 
     closers.insert(0, close_hasher)
     limiter = RateLimiter(counters, clock, rate_limit_policy(settings))
+    password_policy = PasswordPolicy(
+        min_length=settings.password_min_length,
+        reject_common=settings.password_reject_common,
+    )
+    lifecycle = account_lifecycle(
+        settings, databases["users"], users, sessions, mail.mailer, hasher, limiter, clock,
+        password_policy,
+    )  # fmt: skip
     accounts = AccountService(
         users,
         sessions,
         hasher,
         clock,
         limiter,
-        policy=PasswordPolicy(
-            min_length=settings.password_min_length,
-            reject_common=settings.password_reject_common,
-        ),
+        policy=password_policy,
         email_confirmation=settings.email_confirmation,
+        create_unconfirmed=lifecycle.create_unconfirmed,
     )
     tokens = TokenCodec(
         access=TokenType("access", access_ring(settings), settings.jwt_access_age_s),
@@ -213,11 +224,47 @@ async def open_services(
         probes=probes,
         hashing_backlog=lambda: hasher.pending,
         pool_usage=pool_usage,
+        lifecycle=lifecycle,
         users_db=databases["users"],
         outbox=mail.outbox,
         mailer=mail.mailer,
         delivery=mail.delivery,
     )
+
+
+def account_lifecycle(
+    settings: Settings,
+    db: TransactionalDatabase,
+    users: UserStore,
+    sessions: SessionStore,
+    mailer: Mailer,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    clock: Clock,
+    password_policy: PasswordPolicy,
+) -> AccountLifecycle:
+    """The account flows by email, on the users database's tables."""
+    assert isinstance(users, SQLUserStore)  # both user stores are SQL tables
+    tokens = SQLAccountTokens(
+        db,  # type: ignore[arg-type]  # a pool and a file both run single statements
+        type(users),
+        lock=" FOR UPDATE" if settings.users_backend == "mysql" else "",
+    )
+    return AccountLifecycle(
+        db, users, tokens, sessions, mailer, hasher, limiter, clock,
+        policy=LifecyclePolicy(
+            link_base_url=settings.link_base_url,
+            confirmation_ttl_s=settings.email_confirmation_ttl_s,
+            reset_ttl_s=settings.password_reset_ttl_s,
+            email_change_ttl_s=settings.email_change_ttl_s,
+            resend_cooldown_s=settings.email_resend_cooldown_s,
+            requests_per_ip=Limit.parse(settings.rate_limit_email_per_ip),
+            requests_per_address=Limit.parse(settings.rate_limit_email_per_address),
+            answer_floor_s=settings.email_request_answer_s,
+        ),
+        password_policy=password_policy,
+        floor_overrun=lambda operation: metrics().answer_floor_overruns.labels(operation).inc(),
+    )  # fmt: skip
 
 
 def log_applied(applied: list[Applied]) -> None:

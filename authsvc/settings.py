@@ -216,6 +216,28 @@ class Settings(BaseSettings):
     outbox_lease_s: float = Field(120.0, gt=0, le=86400)
     outbox_batch_size: int = Field(20, ge=1, le=1000)
 
+    # --- account flows by email (core/lifecycle.py) ---------------------------------------
+    #: The service's public base URL (https://auth.example.com), under which its pages
+    #: (/confirm-email, /reset-password, /confirm-email-change) are reached. Unset: the
+    #: listen address (development; production with SMTP_URL requires it).
+    public_url: str | None = None
+    #: Where the mails' links point instead: the product's own front end, which reads
+    #: ?token= and calls the mutations (<base>/confirm-email?token=…, and so on).
+    email_link_base_url: str | None = None
+    email_confirmation_ttl_s: int = Field(24 * 3600, ge=60, le=30 * 86400)
+    password_reset_ttl_s: int = Field(3600, ge=60, le=7 * 86400)
+    email_change_ttl_s: int = Field(3600, ge=60, le=7 * 86400)
+    #: After a mail to an address, more requests for it within this are answered the
+    #: same and send nothing.
+    email_resend_cooldown_s: int = Field(60, ge=0, le=86400)
+    #: Requests for a mail (confirmation, reset) from one client address, and to one
+    #: email address (count/seconds).
+    rate_limit_email_per_ip: str = Field("20/3600", pattern=_LIMIT)
+    rate_limit_email_per_address: str = Field("5/3600", pattern=_LIMIT)
+    #: The requests that must not tell whether an address has an account answer no
+    #: sooner than this after they arrive, whatever they found.
+    email_request_answer_s: float = Field(0.25, ge=0, le=10)
+
     # --- HTTP ------------------------------------------------------------------------
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     document_cache_size: int = Field(512, ge=0, le=100_000)
@@ -266,6 +288,8 @@ class Settings(BaseSettings):
         "rate_limit_register_per_ip",
         "rate_limit_refresh_per_session",
         "rate_limit_password_change_per_account",
+        "rate_limit_email_per_ip",
+        "rate_limit_email_per_address",
     )
     @classmethod
     def _check_limit(cls, value: str) -> str:
@@ -425,7 +449,34 @@ class Settings(BaseSettings):
                 "SMTP_URL is required in production when EMAIL_CONFIRMATION=true (no "
                 "confirmation mail could be sent, so no new account could log in)"
             )
+        if self.smtp_url is not None and not (self.public_url or self.email_link_base_url):
+            raise ValueError(
+                "PUBLIC_URL (or EMAIL_LINK_BASE_URL) is required in production with "
+                "SMTP_URL: the mails' links must point at the service's public address"
+            )
         return self
+
+    @field_validator("public_url", "email_link_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must have no query or fragment")
+        return value.rstrip("/")
+
+    @property
+    def link_base_url(self) -> str:
+        """What the mails' links start with."""
+        if self.email_link_base_url:
+            return self.email_link_base_url
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.app_host}]" if ":" in self.app_host else self.app_host
+        return f"http://{host}:{self.app_port}"
 
     def masked(self) -> dict[str, Any]:
         """The effective settings by their environment names, secrets masked."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from authsvc.core.audit import audit
@@ -35,7 +36,11 @@ class AccountService:
         *,
         policy: PasswordPolicy,
         email_confirmation: bool,
+        create_unconfirmed: Callable[[User], Awaitable[None]] | None = None,
     ) -> None:
+        """``create_unconfirmed``: with ``email_confirmation``, how a new account is
+        stored together with its confirmation token and mail (AccountLifecycle), in
+        one transaction."""
         self._users = users
         self._sessions = sessions
         self._hasher = hasher
@@ -43,6 +48,7 @@ class AccountService:
         self._limiter = limiter
         self._policy = policy
         self._email_confirmation = email_confirmation
+        self._create_unconfirmed = create_unconfirmed if email_confirmation else None
 
     async def register(self, email: str, password: str, client_ip: str) -> User:
         """Create an account. Raises RateLimited past the registrations allowed from
@@ -80,7 +86,10 @@ class AccountService:
             updated_at=now,
         )
         try:
-            await self._users.create(user)
+            if self._create_unconfirmed is None:
+                await self._users.create(user)
+            else:
+                await self._create_unconfirmed(user)
         except DuplicateEmail:
             raise _email_taken() from None
         audit("registered", user_id=user.id)
@@ -114,7 +123,7 @@ class AccountService:
         # Short window per account *and address*: one attacker's address cannot lock
         # the owner out. The long window bounds the account from all addresses.
         reserved = [
-            ("login-fail", _account_at(email, client_ip), limits.login_failures_per_account),
+            ("login-fail", account_at(email, client_ip), limits.login_failures_per_account),
             ("login-streak", email, limits.consecutive_failures),
         ]
         held: list[tuple[str, str, Limit]] = []
@@ -125,6 +134,10 @@ class AccountService:
             verified = await self._verified_user(email, password)
         except (RateLimited, Busy):  # refused, or the hash given up: no password tried
             await self._give_back(held)
+            raise
+        except NotConfirmed:  # the right password: no failure, but no session either
+            for scope, subject, _ in reserved:
+                await self._limiter.reset(scope, subject)
             raise
         except InvalidInput:  # a failure: it stays counted
             audit("login_failed")  # no email: an unknown one may be a user's password typo
@@ -159,11 +172,14 @@ class AccountService:
         # The password is checked first, always: answering "not confirmed" before it
         # (as the Node service did) told anyone which emails have accounts.
         matched = await self._hasher.verify(password, user.password_hash)
-        if not matched or user.disabled or (self._email_confirmation and not user.confirmed):
+        if not matched or user.disabled:
             # Every refusal costs one hash at BCRYPT_ROUNDS: a cheaper, older hash
             # (imported, or made before the rounds were raised) would answer sooner.
             await self._hasher.burn(checked=user.password_hash)
             raise invalid_login()
+        if self._email_confirmation and not user.confirmed:
+            # As the Node service answered, but only to whoever has the password.
+            raise NotConfirmed()
         # A success costs more on a cheaper hash (the rehash): only the owner sees it.
         if self._hasher.needs_rehash(user.password_hash):
             new_hash = await self._hasher.hash(password)
@@ -225,10 +241,17 @@ class AccountService:
         return user
 
 
-def _account_at(email: str, client_ip: str) -> str:
+def account_at(email: str, client_ip: str) -> str:
     """The subject of an account's failures from one address. The address holds no
     NUL and comes last, so no other email and address make the same subject."""
     return f"{email}\0{client_ip}"
+
+
+class NotConfirmed(InvalidInput):
+    """The right password for an account whose email is not confirmed yet."""
+
+    def __init__(self) -> None:
+        super().__init__([FieldError("email", "not confirmed")])
 
 
 def _email_taken() -> InvalidInput:

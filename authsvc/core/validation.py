@@ -44,11 +44,11 @@ def normalize_email(email: str) -> str:
     return canonical if canonical is not None else email.strip().lower()
 
 
-def email_errors(email: str) -> list[FieldError]:
+def email_errors(email: str, path: str = "email") -> list[FieldError]:
     if not email.strip():
-        return [FieldError("email", "email is a required field")]
+        return [FieldError(path, f"{path} is a required field")]
     if _canonical(email) is None:
-        return [FieldError("email", "email must be a valid email")]
+        return [FieldError(path, f"{path} must be a valid email")]
     return []
 
 

@@ -136,6 +136,59 @@ async def resolve_change_password(
     return mutation_response(200)
 
 
+async def resolve_request_email_confirmation(ctx: RequestContext, email: str) -> dict[str, Any]:
+    try:
+        await ctx.services.lifecycle.request_email_confirmation(email, ctx.client.limited_as)
+    except InvalidInput as exc:
+        return refused(ctx, exc)
+    return mutation_response(200)
+
+
+async def resolve_confirm_email(ctx: RequestContext, token: str) -> dict[str, Any]:
+    try:
+        user = await ctx.services.lifecycle.confirm_email(token)
+    except InvalidInput as exc:
+        return refused(ctx, exc)
+    return mutation_response(200, _json(user_fields(user)))
+
+
+async def resolve_request_password_reset(ctx: RequestContext, email: str) -> dict[str, Any]:
+    try:
+        await ctx.services.lifecycle.request_password_reset(email, ctx.client.limited_as)
+    except InvalidInput as exc:
+        return refused(ctx, exc)
+    return mutation_response(200)
+
+
+async def resolve_reset_password(
+    ctx: RequestContext, token: str, newPassword: str
+) -> dict[str, Any]:
+    try:
+        await ctx.services.lifecycle.reset_password(token, newPassword, ctx.client.limited_as)
+    except InvalidInput as exc:
+        return refused(ctx, exc)
+    return mutation_response(200)
+
+
+async def resolve_request_email_change(
+    ctx: RequestContext, newEmail: str, currentPassword: str
+) -> dict[str, Any]:
+    user = await ctx.services.sessions.user_for_access_token(ctx.bearer_token())
+    try:
+        await ctx.services.lifecycle.request_email_change(user, newEmail, currentPassword)
+    except InvalidInput as exc:
+        return refused(ctx, exc)
+    return mutation_response(200)
+
+
+async def resolve_confirm_email_change(ctx: RequestContext, token: str) -> dict[str, Any]:
+    try:
+        user = await ctx.services.lifecycle.confirm_email_change(token)
+    except InvalidInput as exc:
+        return refused(ctx, exc)
+    return mutation_response(200, _json(user_fields(user)))
+
+
 ContextResolver = Callable[..., Awaitable[Any]]
 
 #: Root fields by type, as functions of the request context (and the field's arguments).
@@ -150,6 +203,12 @@ OPERATIONS: dict[str, dict[str, ContextResolver]] = {
         "logoutAll": resolve_logout_all,
         "revokeSession": resolve_revoke_session,
         "changePassword": resolve_change_password,
+        "requestEmailConfirmation": resolve_request_email_confirmation,
+        "confirmEmail": resolve_confirm_email,
+        "requestPasswordReset": resolve_request_password_reset,
+        "resetPassword": resolve_reset_password,
+        "requestEmailChange": resolve_request_email_change,
+        "confirmEmailChange": resolve_confirm_email_change,
     },
 }
 

@@ -49,6 +49,14 @@ class SQLUserStore:
         self._set_disabled = (
             f"UPDATE users SET disabled = {mark}, updated_at = {mark} WHERE id = {mark}"  # noqa: S608
         )
+        self._set_confirmed = (
+            f"UPDATE users SET confirmed = TRUE, updated_at = {mark} WHERE id = {mark}"  # noqa: S608
+        )
+        self._set_email = f"UPDATE users SET email = {mark}, updated_at = {mark} WHERE id = {mark}"  # noqa: S608
+
+    def within(self, tx: SQLDatabase) -> SQLUserStore:
+        """The same table, read and written in the transaction ``tx``."""
+        return type(self)(tx)
 
     @staticmethod
     def encode_time(moment: datetime) -> Any:
@@ -98,6 +106,19 @@ class SQLUserStore:
         changed = await self._db.execute(
             self._set_disabled, (disabled, self.encode_time(now), user_id)
         )
+        return bool(changed)
+
+    async def set_confirmed(self, user_id: str, now: datetime) -> bool:
+        return bool(await self._db.execute(self._set_confirmed, (self.encode_time(now), user_id)))
+
+    async def set_email(self, user_id: str, email: str, now: datetime) -> bool:
+        """Raises DuplicateEmail when another account has ``email``."""
+        try:
+            changed = await self._db.execute(
+                self._set_email, (email, self.encode_time(now), user_id)
+            )
+        except UniqueViolation as exc:
+            raise DuplicateEmail(email) from exc
         return bool(changed)
 
     async def list(self, limit: int, offset: int = 0) -> list[User]:
