@@ -228,6 +228,7 @@ class AccountLifecycle:
                 raise invalid_token()  # the address changed since: rolled back
             if not user.confirmed:
                 await users.set_confirmed(user.id, self._clock())
+                user = await users.get(user.id) or user
         audit("email_confirmed", user_id=user.id)
         return user
 
