@@ -103,10 +103,22 @@ class DeliveryLoop:
                 break
             if full and self._fault is None and not self._store_down:
                 continue  # more may be due: no wait
-            wait = self._config.fault_retry_s if self._fault else self._config.poll_s
-            self._fault = None
+            if self._fault is not None:
+                # A fault of the settings (refused AUTH, TLS): wait it out whatever is
+                # enqueued meanwhile, so that a provider is not sent a bad login per mail.
+                self._fault = None
+                await self._pause(self._config.fault_retry_s)
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                await asyncio.wait_for(self._wake.wait(), self._config.poll_s)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, woken early by stop() only."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
 
     async def deliver_batch(self) -> int:
         """Claim one batch and deliver it; returns how many were claimed. Raises

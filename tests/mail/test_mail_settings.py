@@ -95,3 +95,22 @@ def test_serve_in_production_with_email_confirmation_and_no_smtp_refuses_in_one_
         .startswith("authsvc: SMTP_URL is required in production when EMAIL_CONFIRMATION=true")
     )
     assert "Traceback" not in result.stderr
+
+
+async def test_production_without_smtp_records_no_mail_and_runs_no_delivery(
+    mysql_server, redis_server, tmp_path
+):
+    from authsvc.mail.mailer import MailDisabled
+    from authsvc.services import migrate, open_services
+    from tests.conftest import settings_for
+
+    settings = settings_for("servers", mysql_server, redis_server, tmp_path,
+                            node_env="production")  # fmt: skip
+    await migrate(settings)
+    services = await open_services(settings)
+    try:
+        assert not services.mailer.enabled and services.delivery is None
+        with pytest.raises(MailDisabled):
+            await services.mailer.send("reset_password", "ada@example.com", link="x")
+    finally:
+        await services.close()
