@@ -10,7 +10,8 @@ For the account flows (issue 13), everything is on ``Services``:
   that transaction (mailer.py): the token row and its mail commit together or not at
   all, and the commit wakes this process's delivery loop. ``services.mailer.send(…)``
   is the same in a transaction of its own. ``services.mailer.enabled`` is False in
-  production without SMTP_URL (enqueue then raises MailDisabled).
+  production without SMTP_URL (a mail enqueued then waits in the outbox until a
+  process with SMTP_URL sends it).
 * Kinds and their variables: templates.py KINDS and DEFAULTS; ``human_duration`` turns
   a lifetime into ``expires_in``.
 

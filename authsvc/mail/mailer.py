@@ -24,12 +24,6 @@ from authsvc.metrics import mail_metrics
 from authsvc.stores.outbox import OutboxStore, OutgoingMessage, TransactionalDatabase, UnitOfWork
 
 
-class MailDisabled(Exception):
-    """No mail can be sent (production without SMTP_URL): nothing was recorded. The
-    flows answer it with a clear error (EMAIL_DISABLED) rather than queue mail that
-    would never leave."""
-
-
 class Mailer:
     def __init__(
         self,
@@ -73,11 +67,11 @@ class Mailer:
     async def enqueue(self, tx: UnitOfWork, kind: str, to: str, **variables: Any) -> str:
         """Record a mail of ``kind`` to ``to`` in ``tx``; returns its outbox id.
         Template variables: link, expires_in, new_email, completed (``email`` is ``to``
-        and ``service_name`` EMAIL_SERVICE_NAME unless given). Raises MailDisabled
-        when no mail can be sent, TemplateError, or ValueError for an address that
-        cannot be mailed; and what ``tx`` raises (StoreUnavailable)."""
-        if not self.enabled:
-            raise MailDisabled("no mail can be sent: SMTP_URL is not set")
+        and ``service_name`` EMAIL_SERVICE_NAME unless given). Raises TemplateError,
+        or ValueError for an address that cannot be mailed; and what ``tx`` raises
+        (StoreUnavailable). When not ``enabled`` the mail is recorded all the same and
+        waits (``authsvc outbox list``) until a process with SMTP_URL sends it: a flow
+        that must not promise a mail checks ``enabled`` first."""
         outgoing = self.render(kind, to, **variables)
         await self._outbox.enqueue(tx, outgoing)
         tx.after_commit(lambda: self._queued(kind))
