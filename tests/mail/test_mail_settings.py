@@ -95,3 +95,24 @@ def test_serve_in_production_with_email_confirmation_and_no_smtp_refuses_in_one_
         .startswith("authsvc: SMTP_URL is required in production when EMAIL_CONFIRMATION=true")
     )
     assert "Traceback" not in result.stderr
+
+
+async def test_production_without_smtp_runs_no_delivery_and_keeps_what_is_recorded(
+    mysql_server, redis_server, tmp_path
+):
+    from authsvc.services import migrate, open_services
+    from tests.conftest import settings_for
+
+    settings = settings_for("servers", mysql_server, redis_server, tmp_path,
+                            node_env="production")  # fmt: skip
+    await migrate(settings)
+    services = await open_services(settings)
+    try:
+        assert not services.mailer.enabled and services.delivery is None
+        message_id = await services.mailer.send("password_changed", "ada@example.com")
+        [waiting] = [e for e in await services.outbox.list(1000) if e.id == message_id]
+        assert waiting.state == "queued"  # kept, for a process with SMTP_URL to send
+    finally:
+        async with services.users_db.transaction() as tx:  # the run's database is shared
+            await tx.execute("DELETE FROM outbox")
+        await services.close()
