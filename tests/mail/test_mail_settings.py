@@ -28,8 +28,21 @@ def test_production_with_email_confirmation_needs_smtp_url():
     assert str(refused.value).startswith("SMTP_URL is required in production when "
                                          "EMAIL_CONFIRMATION=true")  # fmt: skip
     assert "\n" not in str(refused.value)
-    load_settings(None, **PRODUCTION, email_confirmation=True, smtp_url="smtp://mx:25")
+    load_settings(None, **PRODUCTION, email_confirmation=True, smtp_url="smtp://mx:25",
+                  public_url="https://auth.example.com")  # fmt: skip
     load_settings(None, **PRODUCTION)  # no confirmation: mail is optional
+
+
+def test_production_with_smtp_url_needs_the_public_url_of_the_links():
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, **PRODUCTION, smtp_url="smtp://mx:25")
+    assert str(refused.value).startswith("PUBLIC_URL (or EMAIL_LINK_BASE_URL) is required")
+    load_settings(None, **PRODUCTION, smtp_url="smtp://mx:25",
+                  email_link_base_url="https://app.example.com/account")  # fmt: skip
+    for bad in ("auth.example.com", "ftp://auth.example.com", "https://a.example/?x=1"):
+        with pytest.raises(ConfigError) as refused:
+            load_settings(None, **PRODUCTION, smtp_url="smtp://mx:25", public_url=bad)
+        assert str(refused.value).startswith("PUBLIC_URL: must")
 
 
 @pytest.mark.parametrize(
