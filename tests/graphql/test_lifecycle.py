@@ -376,3 +376,26 @@ async def test_without_mail_the_requests_say_so(client):
         assert body["data"] is None or body["data"][field] is None
     _, body = await client.post(LOGIN, {"email": email, "password": PASSWORD})
     assert body["data"]["login"]["status"] == 200
+
+
+# --- the mail server misbehaves --------------------------------------------------------
+
+
+async def test_a_stalled_or_refusing_mail_server_never_slows_a_request(client, smtp_sink):
+    """The request records the mail and answers; delivery waits for the server."""
+    email = new_email()
+    await client.register(email)
+    smtp_sink.stall.set()  # every RCPT hangs
+    try:
+        started = time.perf_counter()
+        result = await call(client, REQUEST_RESET, "requestPasswordReset", email=email)
+        assert result["status"] == 200
+        assert time.perf_counter() - started < 1.0
+    finally:
+        smtp_sink.stall.clear()
+    await mail_token(smtp_sink, email, "/reset-password")  # it goes out once it can
+    smtp_sink.refuse("RCPT", "451 4.3.0 try again later", "451 4.3.0 still not")
+    await call(client, REQUEST_RESET, "requestPasswordReset", email=email)
+    token = await mail_token(smtp_sink, email, "/reset-password")  # after two 4xx
+    _, body = await client.post(RESET, {"token": token, "password": NEW_PASSWORD})
+    assert body["data"]["resetPassword"]["status"] == 200
