@@ -83,6 +83,7 @@ class MySQLPool:
         self._timeout_s = timeout_s
         self._tls = tls
         self._first_use: Callable[[], Awaitable[None]] | None = None
+        self._abandoned: set[asyncio.Future[Any]] = set()
         self._first_use_lock = asyncio.Lock()
 
     @classmethod
@@ -142,6 +143,13 @@ class MySQLPool:
             self._first_use = None
             log.info("database reachable: schema checked, serving")
 
+    def _forget(self, call: asyncio.Future[Any]) -> None:
+        """An abandoned call has ended: let it go, and retrieve its outcome, so that
+        asyncio does not log it as never retrieved (its caller has answered)."""
+        self._abandoned.discard(call)
+        if not call.cancelled():
+            call.exception()
+
     def usage(self) -> tuple[int, int]:
         """(connections open, of which idle)."""
         return int(self._pool.size), int(self._pool.freesize)
@@ -198,7 +206,11 @@ class MySQLPool:
             raise
         if not done:
             call.cancel()
-            call.add_done_callback(_observe)
+            # Held until it ends: asyncio keeps only weak references to tasks, and one
+            # collected while still pending (waiting on a frozen server) is torn down
+            # in the middle of its connection's context.
+            self._abandoned.add(call)
+            call.add_done_callback(self._forget)
             raise StoreUnavailable(
                 f"MySQL/MariaDB unavailable (timeout): no answer within {self._timeout_s:g} s",
                 store="database",
@@ -298,13 +310,6 @@ class MySQLTransaction:
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self.committed.append(callback)
-
-
-def _observe(call: asyncio.Future[Any]) -> None:
-    """Retrieve the outcome of an abandoned call, so that asyncio does not log it as
-    never retrieved: its caller has already answered."""
-    if not call.cancelled():
-        call.exception()
 
 
 @contextmanager

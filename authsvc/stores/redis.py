@@ -55,7 +55,12 @@ end
 local s = redis.call('HMGET', KEYS[1], 'refresh_jti_hash', 'parent_jti_hash',
                      'rotated_at', 'last_used_at', 'epoch')
 if not s[1] then return 'missing' end
-local now = tonumber(ARGV[3])
+-- Now is the later of the caller's clock and Redis's own: a call that Redis runs late
+-- (it stalled, the caller gave up and answered "unavailable") stamps its rotation with
+-- when it really happened, so the client's retry still falls inside the grace window.
+local t = redis.call('TIME')
+local now = math.max(tonumber(ARGV[3]), tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local stamp = string.format('%d', now)
 local idle = tonumber(ARGV[5])
 if (s[5] and s[5] ~= (redis.call('GET', KEYS[4]) or '0')) or
    (idle > 0 and now - tonumber(s[4]) > idle) then
@@ -66,14 +71,14 @@ end
 if s[1] == ARGV[1] then
   if ARGV[2] ~= '' then
     redis.call('HSET', KEYS[1], 'parent_jti_hash', ARGV[1], 'refresh_jti_hash', ARGV[2],
-               'rotated_at', ARGV[3], 'last_used_at', ARGV[3])
+               'rotated_at', stamp, 'last_used_at', stamp)
   else
-    redis.call('HSET', KEYS[1], 'last_used_at', ARGV[3])
+    redis.call('HSET', KEYS[1], 'last_used_at', stamp)
   end
   return 'current'
 end
 if s[2] and s[2] == ARGV[1] and now - tonumber(s[3]) <= tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'last_used_at', ARGV[3])
+  redis.call('HSET', KEYS[1], 'last_used_at', stamp)
   return 'grace'
 end
 redis.call('DEL', KEYS[1])

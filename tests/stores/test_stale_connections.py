@@ -89,3 +89,36 @@ async def test_a_server_that_is_down_is_answered_at_once(single_server, single_s
     with pytest.raises(StoreUnavailable):
         await single_store.create(make_session())
     assert time.monotonic() - started < 1.0
+
+
+async def test_a_rotation_redis_runs_late_still_lets_its_retry_in(io_loop, single_server):
+    """Redis froze with a rotation in its socket: the caller gave up (unavailable) and
+    the client waits past the grace window before it retries, as told. When Redis
+    resumes it runs the rotation; it must count from then, not from when it was sent,
+    or the client's retry with the same token reads as reuse and ends the session."""
+    client = await open_client(RedisConfig(single_server.url, 0.5))
+    store = RedisSessionStore(client, key_prefix="late:", timeout_s=0.5)
+    grace_s = 1.0
+    try:
+        session, warm = make_session(), make_session()
+        assert await store.create(session) and await store.create(warm)
+        # The script is known to the server (a first EVALSHA there would just fail).
+        assert await use(store, warm, A, rotate_to=B) is RefreshUse.CURRENT
+        single_server.freeze()
+        try:
+            with pytest.raises(StoreUnavailable):
+                await use(store, session, A, rotate_to=B, grace_s=grace_s)
+            await asyncio.sleep(grace_s + 1.0)  # longer than the grace window
+        finally:
+            single_server.thaw()
+        outcome = None
+        for _ in range(20):  # the first calls may meet the connection the timeout cut
+            try:
+                outcome = await use(store, session, A, rotate_to=B, grace_s=grace_s)
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.1)
+        assert outcome in (RefreshUse.GRACE, RefreshUse.CURRENT), outcome
+        assert await store.get(session.user_id, session.id) is not None
+    finally:
+        await store.close()
