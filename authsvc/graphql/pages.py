@@ -323,8 +323,7 @@ class LinkPageHandler(JSONHandler):
             self._message(400, INVALID_LINK, hint=INVALID_LINK_HINT, error=True)
         elif "newPassword" in paths:  # the password rules: the same form again
             self.outcome = "invalid_input"
-            message = "; ".join(e.message for e in exc.errors if e.path == "newPassword")
-            self._form(400, token, error=f"The new password is refused: {message}.")
+            self._form(400, token, error=_password_refusal(exc))
         elif "newEmail" in paths:
             self.outcome = "invalid_input"
             self._message(
@@ -383,6 +382,16 @@ class LinkPageHandler(JSONHandler):
             else "This request could not be understood."
         )
         self._message(status_code, text, error=True)
+
+
+def _password_refusal(exc: InvalidInput) -> str:
+    """The password rules' messages ("newPassword must be at least 8 characters") as a
+    sentence for a person: "The new password must be at least 8 characters." """
+    rules = [e.message for e in exc.errors if e.path == "newPassword"]
+    said = [m.removeprefix("newPassword ") for m in rules if m.startswith("newPassword ")]
+    if len(said) == len(rules):
+        return "The new password " + "; it ".join(said) + "."
+    return "The new password is refused: " + "; ".join(rules) + "."
 
 
 def _is_form(headers: Mapping[str, str]) -> bool:
