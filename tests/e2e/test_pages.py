@@ -8,12 +8,13 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import time
 from dataclasses import dataclass
 from html import unescape
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from authsvc.core.lifecycle import MAX_TOKEN_CHARS
-from tests.e2e.processes import ServiceProcess, free_port
+from tests.e2e.processes import ServiceProcess, ThrowawayMariaDB, free_port
 from tests.e2e.test_serve import migrate, production_env
 from tests.helpers import LOGIN, PASSWORD, REFRESH, REGISTER, new_email
 
@@ -353,3 +354,47 @@ def test_the_reset_post_is_the_client_s_as_graphql_sees_it(tmp_path, smtp_sink):
         assert body["data"]["login"]["status"] == 429, body
     finally:
         assert service.terminate() == 0
+
+
+def test_the_pages_during_a_database_outage(tmp_path, smtp_sink, mysql_server, redis_server):
+    """The GET needs no store, so the page shows while the database is down; the POST
+    is answered 503 with Retry-After and a page that says nothing changed, and the
+    same link works once the database is back."""
+    database = ThrowawayMariaDB(tmp_path)
+    database.start()
+    port = free_port()
+    env = production_env(mysql_server, redis_server) | {
+        "DB_HOST": "127.0.0.1", "DB_PORT": str(database.port), "DB_USERNAME": "root",
+        "DB_PASSWORD": "", "DB_NAME": "mysql", "STORE_TIMEOUT_S": "1",
+        "DB_CONNECT_TIMEOUT_S": "1", "SMTP_URL": smtp_sink.url,
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }  # fmt: skip
+    try:
+        migrate(tmp_path, env)
+        service = ServiceProcess(tmp_path, env, port=port)
+        try:
+            email = new_email()
+            service.graphql(REGISTER, {"email": email, "password": PASSWORD})
+            service.graphql(REQUEST_PASSWORD_RESET, {"email": email})
+            target, token = page_target(smtp_sink.link(smtp_sink.wait_for(email)))
+            form = {"token": token, "new_password": NEW_PASSWORD, "repeat_password": NEW_PASSWORD}
+
+            database.stop()
+            shown = fetch(service, "GET", target)
+            assert shown.status == 200 and HIDDEN_TOKEN.findall(shown.body) == [token]
+            down = post_form(service, "/reset-password", form)
+            assert down.status == 503 and down.headers["Retry-After"] == "1"
+            assert "nothing was changed" in down.text and "Traceback" not in down.body
+            assert_protected(down)
+
+            database.start()
+            deadline = time.monotonic() + 30
+            while (answer := post_form(service, "/reset-password", form)).status == 503:
+                assert time.monotonic() < deadline, "the database never came back"
+                time.sleep(0.5)
+            assert answer.status == 303, answer.text
+            assert login_status(service, email, NEW_PASSWORD) == 200
+        finally:
+            assert service.terminate() == 0
+    finally:
+        database.stop()
