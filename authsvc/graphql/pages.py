@@ -276,9 +276,12 @@ class LinkPageHandler(JSONHandler):
             note_store_unavailable(exc, self.request_id)
             self.outcome = "unavailable"
             self.set_header("Retry-After", str(UNAVAILABLE_RETRY_S))
+            # Not "nothing was changed": a store can fail after the change committed
+            # (a reset's session revocation, say), and the page cannot tell.
             self._message(
-                503, "The service is unavailable for a moment: nothing was changed.",
-                hint="Go back and press the button again in a few seconds.", error=True,
+                503, "The service is unavailable for a moment.",
+                hint="Go back and send the form again in a few seconds. If the link is "
+                "then refused as invalid, your change was made.", error=True,
             )  # fmt: skip
             return
         await self._pace(paced_connection, address, caller, None)

@@ -358,7 +358,7 @@ def test_the_reset_post_is_the_client_s_as_graphql_sees_it(tmp_path, smtp_sink):
 
 def test_the_pages_during_a_database_outage(tmp_path, smtp_sink, mysql_server, redis_server):
     """The GET needs no store, so the page shows while the database is down; the POST
-    is answered 503 with Retry-After and a page that says nothing changed, and the
+    is answered 503 with Retry-After and a page that says to try again, and the
     same link works once the database is back."""
     database = ThrowawayMariaDB(tmp_path)
     database.start()
@@ -384,7 +384,7 @@ def test_the_pages_during_a_database_outage(tmp_path, smtp_sink, mysql_server, r
             assert shown.status == 200 and HIDDEN_TOKEN.findall(shown.body) == [token]
             down = post_form(service, "/reset-password", form)
             assert down.status == 503 and down.headers["Retry-After"] == "1"
-            assert "nothing was changed" in down.text and "Traceback" not in down.body
+            assert "unavailable for a moment" in down.text and "Traceback" not in down.body
             assert_protected(down)
 
             database.start()
