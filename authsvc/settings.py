@@ -15,7 +15,7 @@ import secrets
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -306,7 +306,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            smtp_url_problem(value.get_secret_value())
+            split_smtp_url(value.get_secret_value())
         return value
 
     @field_validator("email_from")
@@ -501,9 +501,9 @@ def parse_networks(entries: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6N
     return networks
 
 
-def smtp_url_problem(url: str) -> None:
-    """Raises ValueError for an SMTP_URL that cannot be used; the message never quotes
-    the URL (it holds a password)."""
+def split_smtp_url(url: str) -> SplitResult:
+    """SMTP_URL's parts. Raises ValueError for one that cannot be used; the message
+    never quotes the URL (it holds a password)."""
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps"):
         raise ValueError("must start with smtp:// or smtps://")
@@ -513,6 +513,7 @@ def smtp_url_problem(url: str) -> None:
         parts.port  # noqa: B018 - urlsplit checks the port when it is read
     except ValueError:
         raise ValueError("has a port that is not a number from 1 to 65535") from None
+    return parts
 
 
 def secret_problem(secret: SecretStr | None) -> str | None:

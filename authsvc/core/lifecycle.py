@@ -52,6 +52,8 @@ TOKEN_BYTES = 32
 #: Longest token accepted: what token_urlsafe(32) makes, with room; anything longer is
 #: refused before it is hashed or looked up.
 MAX_TOKEN_CHARS = 128
+#: Expired tokens deleted with each new one (a bounded statement beside the insert).
+PRUNE_PER_ISSUE = 20
 #: The pages under PUBLIC_URL (or the front end's, EMAIL_LINK_BASE_URL) per purpose.
 LINK_PATHS: dict[Purpose, str] = {
     "confirm_email": "/confirm-email",
@@ -155,7 +157,7 @@ class AccountLifecycle:
                 return
             issued = self._issue("reset_password", user, user.email)
             async with self._db.transaction() as tx:
-                await self._tokens.within(tx).add(issued.row)
+                await self._record(tx, issued)
                 await self._mailer.enqueue(
                     tx, "reset_password", to=user.email, link=self._link(issued),
                     expires_in=human_duration(self._policy.reset_ttl_s),
@@ -211,7 +213,7 @@ class AccountLifecycle:
         """Record a confirmation token for ``user`` and its mail, in ``tx`` (register
         calls it in the transaction that creates the account)."""
         issued = self._issue("confirm_email", user, user.email)
-        await self._tokens.within(tx).add(issued.row)
+        await self._record(tx, issued)
         await self._mailer.enqueue(
             tx, "confirm_email", to=user.email, link=self._link(issued),
             expires_in=human_duration(self._policy.confirmation_ttl_s),
@@ -228,6 +230,7 @@ class AccountLifecycle:
                 raise invalid_token()  # the address changed since: rolled back
             if not user.confirmed:
                 await users.set_confirmed(user.id, self._clock())
+                user = await users.get(user.id) or user
         audit("email_confirmed", user_id=user.id)
         return user
 
@@ -298,7 +301,7 @@ class AccountLifecycle:
         async with self._db.transaction() as tx:
             if not taken:
                 issued = self._issue("change_email", user, address)
-                await self._tokens.within(tx).add(issued.row)
+                await self._record(tx, issued)
                 await self._mailer.enqueue(
                     tx, "email_change_confirm", to=address, link=self._link(issued),
                     expires_in=human_duration(self._policy.email_change_ttl_s),
@@ -343,6 +346,13 @@ class AccountLifecycle:
         if spent is None or spent.expires_at <= self._clock():
             raise invalid_token()
         return spent
+
+    async def _record(self, tx: UnitOfWork, issued: Issued) -> None:
+        """Store a new token in ``tx``, and prune a few expired ones: the table holds
+        what is live and little else, with no job of its own to run."""
+        tokens = self._tokens.within(tx)
+        await tokens.delete_expired(self._clock(), limit=PRUNE_PER_ISSUE)
+        await tokens.add(issued.row)
 
     def _issue(self, purpose: Purpose, user: User, email: str) -> Issued:
         ttl = {

@@ -127,66 +127,53 @@ async def resolve_revoke_session(ctx: RequestContext, id: str) -> bool:
 async def resolve_change_password(
     ctx: RequestContext, currentPassword: str, newPassword: str
 ) -> dict[str, Any]:
+    sessions = ctx.services.sessions
+    return await answered(
+        ctx, sessions.change_password(ctx.bearer_token(), currentPassword, newPassword)
+    )
+
+
+async def answered(ctx: RequestContext, work: Awaitable[User | None]) -> dict[str, Any]:
+    """A MutationResponse for a change: 200 (with the user as ``payload`` when the change
+    returns one), or the refusal of its input."""
     try:
-        await ctx.services.sessions.change_password(
-            ctx.bearer_token(), currentPassword, newPassword
-        )
+        user = await work
     except InvalidInput as exc:
         return refused(ctx, exc)
-    return mutation_response(200)
+    return mutation_response(200, None if user is None else _json(user_fields(user)))
 
 
 async def resolve_request_email_confirmation(ctx: RequestContext, email: str) -> dict[str, Any]:
-    try:
-        await ctx.services.lifecycle.request_email_confirmation(email, ctx.client.limited_as)
-    except InvalidInput as exc:
-        return refused(ctx, exc)
-    return mutation_response(200)
+    lifecycle = ctx.services.lifecycle
+    return await answered(ctx, lifecycle.request_email_confirmation(email, ctx.client.limited_as))
 
 
 async def resolve_confirm_email(ctx: RequestContext, token: str) -> dict[str, Any]:
-    try:
-        user = await ctx.services.lifecycle.confirm_email(token)
-    except InvalidInput as exc:
-        return refused(ctx, exc)
-    return mutation_response(200, _json(user_fields(user)))
+    return await answered(ctx, ctx.services.lifecycle.confirm_email(token))
 
 
 async def resolve_request_password_reset(ctx: RequestContext, email: str) -> dict[str, Any]:
-    try:
-        await ctx.services.lifecycle.request_password_reset(email, ctx.client.limited_as)
-    except InvalidInput as exc:
-        return refused(ctx, exc)
-    return mutation_response(200)
+    lifecycle = ctx.services.lifecycle
+    return await answered(ctx, lifecycle.request_password_reset(email, ctx.client.limited_as))
 
 
 async def resolve_reset_password(
     ctx: RequestContext, token: str, newPassword: str
 ) -> dict[str, Any]:
-    try:
-        await ctx.services.lifecycle.reset_password(token, newPassword, ctx.client.limited_as)
-    except InvalidInput as exc:
-        return refused(ctx, exc)
-    return mutation_response(200)
+    lifecycle = ctx.services.lifecycle
+    return await answered(ctx, lifecycle.reset_password(token, newPassword, ctx.client.limited_as))
 
 
 async def resolve_request_email_change(
     ctx: RequestContext, newEmail: str, currentPassword: str
 ) -> dict[str, Any]:
     user = await ctx.services.sessions.user_for_access_token(ctx.bearer_token())
-    try:
-        await ctx.services.lifecycle.request_email_change(user, newEmail, currentPassword)
-    except InvalidInput as exc:
-        return refused(ctx, exc)
-    return mutation_response(200)
+    lifecycle = ctx.services.lifecycle
+    return await answered(ctx, lifecycle.request_email_change(user, newEmail, currentPassword))
 
 
 async def resolve_confirm_email_change(ctx: RequestContext, token: str) -> dict[str, Any]:
-    try:
-        user = await ctx.services.lifecycle.confirm_email_change(token)
-    except InvalidInput as exc:
-        return refused(ctx, exc)
-    return mutation_response(200, _json(user_fields(user)))
+    return await answered(ctx, ctx.services.lifecycle.confirm_email_change(token))
 
 
 ContextResolver = Callable[..., Awaitable[Any]]

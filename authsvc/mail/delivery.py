@@ -56,6 +56,8 @@ class DeliveryLoop:
         self._stopping = False
         self._store_down = False
         self._fault: DeliveryError | None = None
+        #: The last batch could not reach the SMTP server.
+        self._unreachable = False
         self._faults = Throttle(FAULT_LOG_INTERVAL_S)
 
     def wake(self) -> None:
@@ -101,12 +103,24 @@ class DeliveryLoop:
                     log.exception("outbox: delivery failed unexpectedly; going on")
             if self._stopping:
                 break
-            if full and self._fault is None and not self._store_down:
-                continue  # more may be due: no wait
-            wait = self._config.fault_retry_s if self._fault else self._config.poll_s
-            self._fault = None
+            if full and self._fault is None and not self._store_down and not self._unreachable:
+                continue  # more may be due: no wait (unless the SMTP server is down)
+            if self._fault is not None:
+                # A fault of the settings (refused AUTH, TLS): wait it out whatever is
+                # enqueued meanwhile, so that a provider is not sent a bad login per mail.
+                self._fault = None
+                await self._pause(self._config.fault_retry_s)
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                await asyncio.wait_for(self._wake.wait(), self._config.poll_s)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, woken early by stop() only."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
 
     async def deliver_batch(self) -> int:
         """Claim one batch and deliver it; returns how many were claimed. Raises
@@ -119,6 +133,7 @@ class DeliveryLoop:
         # The lease is measured on the database's clock, this on ours: both are spans.
         send_by = started + self._config.lease_s - self._config.send_timeout_s
         down: DeliveryError | None = None
+        self._unreachable = False
         async with self._sender.session() as session:
             for claim in claims:
                 if self._fault is not None or time.monotonic() > send_by:
@@ -135,6 +150,7 @@ class DeliveryLoop:
                     await self._failed(claim, exc)
                     if exc.connection and exc.failure is Failure.TEMPORARY:
                         down = exc
+                        self._unreachable = True
                     continue
                 if await self._store.mark_sent(claim):
                     mail_metrics().sent.labels(claim.kind).inc()

@@ -67,7 +67,11 @@ class Mailer:
     async def enqueue(self, tx: UnitOfWork, kind: str, to: str, **variables: Any) -> str:
         """Record a mail of ``kind`` to ``to`` in ``tx``; returns its outbox id.
         Template variables: link, expires_in, new_email, completed (``email`` is ``to``
-        and ``service_name`` EMAIL_SERVICE_NAME unless given)."""
+        and ``service_name`` EMAIL_SERVICE_NAME unless given). Raises TemplateError,
+        or ValueError for an address that cannot be mailed; and what ``tx`` raises
+        (StoreUnavailable). When not ``enabled`` the mail is recorded all the same and
+        waits (``authsvc outbox list``) until a process with SMTP_URL sends it: a flow
+        that must not promise a mail checks ``enabled`` first."""
         outgoing = self.render(kind, to, **variables)
         await self._outbox.enqueue(tx, outgoing)
         tx.after_commit(lambda: self._queued(kind))

@@ -18,11 +18,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import aiosmtplib
 
 from authsvc.core.outbox import Failure
+from authsvc.settings import split_smtp_url
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +64,12 @@ class SMTPConfig:
     ) -> SMTPConfig:
         """From ``smtp://user:pass@host:port`` (STARTTLS when offered) or ``smtps://…``
         (TLS from the first byte). Raises ValueError, never quoting the password."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps"):
-            raise ValueError("must start with smtp:// or smtps://")
-        if not parts.hostname:
-            raise ValueError("names no host")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError("has a port that is not a number from 1 to 65535") from None
+        parts = split_smtp_url(url)
         implicit = parts.scheme == "smtps"
+        assert parts.hostname  # split_smtp_url checked it
         return cls(
             host=parts.hostname,
-            port=port or (465 if implicit else 587),
+            port=parts.port or (465 if implicit else 587),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password is not None else None,
             implicit_tls=implicit,

@@ -274,7 +274,8 @@ class MySQLPool:
 
 
 class MySQLTransaction:
-    """The statements of one open transaction (stores/outbox.py UnitOfWork)."""
+    """The statements of one cursor: an open transaction's (stores/outbox.py UnitOfWork),
+    or the migration lock's connection (its data steps)."""
 
     def __init__(self, cur: aiomysql.Cursor) -> None:
         self._cur = cur
@@ -291,6 +292,7 @@ class MySQLTransaction:
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         with _unique_violations():
+            # None, not (): with arguments the driver %-formats the statement.
             matched: int = await self._cur.execute(sql, tuple(args) or None)
             return matched
 
@@ -313,23 +315,6 @@ def _unique_violations() -> Iterator[None]:
         if exc.args[0] == ER_DUP_ENTRY:
             raise UniqueViolation(str(exc.args[1])) from exc
         raise
-
-
-class MigratingCursor:
-    """The migration lock's connection, as the migrations' data steps use it."""
-
-    def __init__(self, cur: aiomysql.Cursor) -> None:
-        self._cur = cur
-
-    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        await self._cur.execute(sql, tuple(args) or None)
-        return list(await self._cur.fetchall())
-
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        with _unique_violations():
-            # None, not (): with arguments the driver %-formats the statement.
-            matched: int = await self._cur.execute(sql, tuple(args) or None)
-            return matched
 
 
 class MySQLUserStore(SQLUserStore):
@@ -364,7 +349,7 @@ async def migrate(db: MySQLPool, *, email_rule: EmailRule) -> list[Applied]:
             applied = {row[0] for row in await cur.fetchall()}
             done = []
             for migration in pending("mysql", applied):
-                done.append(await apply(MigratingCursor(cur), migration, "%s", email_rule))
+                done.append(await apply(MySQLTransaction(cur), migration, "%s", email_rule))
                 await cur.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at)"
                     " VALUES (%s, %s, UTC_TIMESTAMP(3))",

@@ -58,10 +58,12 @@ class SQLOutboxStore:
             f" next_attempt_at = {later}, last_error = {m}" + fenced
         )
         self._dead = f"UPDATE outbox SET state = 'dead', last_error = {m}" + fenced  # noqa: S608
-        self._requeue = (
+        requeue = (
             "UPDATE outbox SET state = 'queued', attempts = 0, last_error = NULL,"  # noqa: S608
-            f" next_attempt_at = {now} WHERE state IN ('dead', 'queued')"
+            f" next_attempt_at = {now} WHERE"
         )
+        self._requeue_one = requeue + f" state IN ('dead', 'queued') AND id = {m}"
+        self._requeue_dead = requeue + " state = 'dead'"
         self._list = f"SELECT {_ENTRY_COLUMNS} FROM outbox"  # noqa: S608
         self._stats = (
             f"SELECT COUNT(*), {self.age_sql('MIN(created_at)')} FROM outbox"  # noqa: S608
@@ -130,11 +132,10 @@ class SQLOutboxStore:
         return [self._entry(row) for row in rows]
 
     async def requeue(self, message_id: str) -> bool:
-        return bool(await self._execute(self._requeue + f" AND id = {self.placeholder}",
-                                        (message_id,)))  # fmt: skip
+        return bool(await self._execute(self._requeue_one, (message_id,)))
 
     async def requeue_dead(self) -> int:
-        return await self._execute(self._requeue.replace("IN ('dead', 'queued')", "= 'dead'"))
+        return await self._execute(self._requeue_dead)
 
     async def purge_dead(self) -> int:
         return await self._execute("DELETE FROM outbox WHERE state = 'dead'")

@@ -38,7 +38,8 @@ def nginx_config(tmp_path: Path, listen: int, upstreams: list[int]) -> Path:
         f"worker_processes 1;\npid {tmp_path}/nginx.pid;\n"
         f"error_log {tmp_path}/error.log;"
     ))  # fmt: skip
-    config = config.replace("http {", f"http {{\n    access_log {tmp_path}/access.log;", 1)
+    assert "/var/log/nginx/access.log" in config
+    config = config.replace("/var/log/nginx/access.log", f"{tmp_path}/access.log")
     path = tmp_path / "nginx.conf"
     path.write_text(config)
     return path

@@ -50,8 +50,9 @@ def mail_env(mysql_server, redis_server, database, sink, **extra: str) -> dict[s
 
 def record(mysql_server, redis_server, tmp_path, database, addresses) -> None:
     """Record one mail to each address, as the request path does (its own process)."""
-    settings = settings_for("servers", mysql_server, redis_server, tmp_path,
-                            db_name=database, node_env="production")  # fmt: skip
+    # Its own delivery loop never starts (not `serve`): the SMTP_URL only enables mail.
+    settings = settings_for("servers", mysql_server, redis_server, tmp_path, db_name=database,
+                            node_env="production", smtp_url="smtp://127.0.0.1:25")  # fmt: skip
 
     async def enqueue() -> None:
         services = await open_services(settings)
@@ -145,4 +146,58 @@ def test_a_mail_claimed_by_a_killed_process_is_sent_after_the_restart(
             assert second.terminate() == 0
     finally:
         first.stop()
+        sink.stop()
+
+
+def test_the_workers_of_one_supervisor_deliver_and_sum_their_metrics(
+    tmp_path, mysql_server, redis_server, outbox_database
+):
+    sink = SMTPSink(data_delay_s=0.02)
+    sink.start()
+    metrics_port = free_port()
+    env = mail_env(mysql_server, redis_server, outbox_database, sink,
+                   WORKERS="2", METRICS_PORT=str(metrics_port))  # fmt: skip
+    migrate(tmp_path, env)
+    service = ServiceProcess(tmp_path, env)
+    try:
+        addresses = [new_email() for _ in range(40)]
+        record(mysql_server, redis_server, tmp_path, outbox_database, addresses)
+        for to in addresses:
+            sink.wait_for(to, 30)
+        time.sleep(1.0)
+        assert sorted(r for c in sink.captured for r in c.recipients) == sorted(addresses)
+        assert sent_total(metrics_port) == 40  # the sum over both workers' files
+    finally:
+        assert service.terminate() == 0
+        sink.stop()
+
+
+def test_a_drain_lets_the_send_in_progress_end_and_loses_nothing(
+    tmp_path, mysql_server, redis_server, outbox_database
+):
+    sink = SMTPSink()
+    sink.start()
+    env = mail_env(mysql_server, redis_server, outbox_database, sink, SHUTDOWN_TIMEOUT_S="1")
+    migrate(tmp_path, env)
+    sink.stall.set()
+    to = new_email()
+    service = ServiceProcess(tmp_path, env)
+    try:
+        record(mysql_server, redis_server, tmp_path, outbox_database, [to])
+        deadline = time.monotonic() + 10
+        while [row[1] for row in outbox_rows(mysql_server, outbox_database)] != ["sending"]:
+            assert time.monotonic() < deadline, "never claimed"
+            time.sleep(0.05)
+        started = time.monotonic()
+        assert service.terminate() == 0  # the stalled send is cut after the grace
+        assert time.monotonic() - started < 8
+    finally:
+        service.stop()
+    sink.stall.clear()
+    again = ServiceProcess(tmp_path, env)
+    try:
+        sink.wait_for(to, 20)
+        assert len(sink.mails_to(to)) == 1
+    finally:
+        assert again.terminate() == 0
         sink.stop()

@@ -104,6 +104,14 @@ def registered_within(service: ServiceProcess, seconds: float) -> str:
         time.sleep(0.1)
 
 
+def served_within(service: ServiceProcess, seconds: float) -> None:
+    """A registration succeeds within ``seconds``, then its login, and /readyz is 200."""
+    email = registered_within(service, seconds)
+    _, body = service.graphql(LOGIN, {"email": email, "password": PASSWORD})
+    assert body["data"]["login"]["status"] == 200, body
+    assert readiness(service)[0] == 200
+
+
 def create_database(mariadb: ThrowawayMariaDB) -> None:
     with pymysql.connect(host="127.0.0.1", port=mariadb.port, user="root") as conn:
         conn.cursor().execute(f"CREATE DATABASE {DATABASE}")
@@ -133,10 +141,7 @@ def test_production_starts_while_the_database_is_down_and_waits_for_its_schema(
             authsvc_command("migrate"), env=child_env(env), capture_output=True, timeout=60
         )
         assert migrate.returncode == 0, migrate.stderr
-        email = registered_within(service, 1.0)
-        _, body = service.graphql(LOGIN, {"email": email, "password": PASSWORD})
-        assert body["data"]["login"]["status"] == 200, body
-        assert readiness(service)[0] == 200
+        served_within(service, 1.0)
     finally:
         code = service.terminate()
     logs = service.logs()
@@ -177,10 +182,7 @@ def test_production_starts_while_redis_is_down(tmp_path, mariadb, redis_instance
         assert ready["checks"]["database"] == "ok"
         assert unavailable(register(service)[1])  # its rate limit is counted in Redis
         redis_instance.start()
-        email = registered_within(service, 1.0)
-        _, body = service.graphql(LOGIN, {"email": email, "password": PASSWORD})
-        assert body["data"]["login"]["status"] == 200, body
-        assert readiness(service)[0] == 200
+        served_within(service, 1.0)
     finally:
         code = service.terminate()
     assert code == 0, service.logs()[-3000:]

@@ -112,18 +112,22 @@ async def test_a_temporary_refusal_is_retried_until_accepted(mail, smtp_sink):
     assert smtp_sink.seen["RCPT"] == 3
 
 
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [("RCPT", "550 5.1.1 no such user"), ("DATA", "554 5.6.0 message refused")],
+)
 async def test_a_permanent_refusal_is_dead_at_once_and_logged_without_the_link(
-    mail, smtp_sink, caplog
+    mail, smtp_sink, caplog, command, reply
 ):
     caplog.set_level(logging.INFO, logger="authsvc")
-    smtp_sink.always["RCPT"] = "550 5.1.1 no such user"
+    smtp_sink.always[command] = reply
     dead_before = mail_metrics().dead.labels("reset_password")._value.get()
     mail.start_delivery()
     message_id = await enqueue(mail, new_email())
     dead = await eventually(lambda: _state(mail, message_id, "dead"))
-    assert dead.attempts == 1 and "550" in (dead.last_error or "")
+    assert dead.attempts == 1 and reply[:3] in (dead.last_error or "")
     await asyncio.sleep(0.5)
-    assert smtp_sink.seen["RCPT"] == 1  # never tried again
+    assert smtp_sink.seen[command] == 1  # never tried again
     assert mail_metrics().dead.labels("reset_password")._value.get() == dead_before + 1
     lines = [r.getMessage() for r in caplog.records if "is dead" in r.getMessage()]
     assert len(lines) == 1 and message_id in lines[0] and "@example.com" in lines[0]

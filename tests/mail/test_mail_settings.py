@@ -28,8 +28,21 @@ def test_production_with_email_confirmation_needs_smtp_url():
     assert str(refused.value).startswith("SMTP_URL is required in production when "
                                          "EMAIL_CONFIRMATION=true")  # fmt: skip
     assert "\n" not in str(refused.value)
-    load_settings(None, **PRODUCTION, email_confirmation=True, smtp_url="smtp://mx:25")
+    load_settings(None, **PRODUCTION, email_confirmation=True, smtp_url="smtp://mx:25",
+                  public_url="https://auth.example.com")  # fmt: skip
     load_settings(None, **PRODUCTION)  # no confirmation: mail is optional
+
+
+def test_production_with_smtp_url_needs_the_public_url_of_the_links():
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, **PRODUCTION, smtp_url="smtp://mx:25")
+    assert str(refused.value).startswith("PUBLIC_URL (or EMAIL_LINK_BASE_URL) is required")
+    load_settings(None, **PRODUCTION, smtp_url="smtp://mx:25",
+                  email_link_base_url="https://app.example.com/account")  # fmt: skip
+    for bad in ("auth.example.com", "ftp://auth.example.com", "https://a.example/?x=1"):
+        with pytest.raises(ConfigError) as refused:
+            load_settings(None, **PRODUCTION, smtp_url="smtp://mx:25", public_url=bad)
+        assert str(refused.value).startswith("PUBLIC_URL: must")
 
 
 @pytest.mark.parametrize(
@@ -95,3 +108,24 @@ def test_serve_in_production_with_email_confirmation_and_no_smtp_refuses_in_one_
         .startswith("authsvc: SMTP_URL is required in production when EMAIL_CONFIRMATION=true")
     )
     assert "Traceback" not in result.stderr
+
+
+async def test_production_without_smtp_runs_no_delivery_and_keeps_what_is_recorded(
+    mysql_server, redis_server, tmp_path
+):
+    from authsvc.services import migrate, open_services
+    from tests.conftest import settings_for
+
+    settings = settings_for("servers", mysql_server, redis_server, tmp_path,
+                            node_env="production")  # fmt: skip
+    await migrate(settings)
+    services = await open_services(settings)
+    try:
+        assert not services.mailer.enabled and services.delivery is None
+        message_id = await services.mailer.send("password_changed", "ada@example.com")
+        [waiting] = [e for e in await services.outbox.list(1000) if e.id == message_id]
+        assert waiting.state == "queued"  # kept, for a process with SMTP_URL to send
+    finally:
+        async with services.users_db.transaction() as tx:  # the run's database is shared
+            await tx.execute("DELETE FROM outbox")
+        await services.close()
