@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import tornado.routing
 import tornado.web
@@ -22,6 +23,7 @@ from authsvc.graphql.handler import STATIC, GraphQLHandler
 from authsvc.graphql.http import JSONHandler, NotFoundHandler
 from authsvc.graphql.limits import QueryLimits
 from authsvc.graphql.pacing import Pacing
+from authsvc.graphql.pages import FLOWS, LinkPageHandler, PageTemplates
 from authsvc.graphql.resolvers import RESOLVERS
 from authsvc.graphql.schema import build_executable_schema
 from authsvc.logs import stamp_request_ids
@@ -111,6 +113,16 @@ def make_app(
     executor = GraphQLExecutor(
         build_executable_schema(RESOLVERS), settings.document_cache_size, limits
     )
+    # One of each for every route: a client is the same client on /graphql and on the
+    # pages, for its address, its limits and its pacing.
+    addresses = ClientAddressResolver(
+        settings.trusted_proxy_networks,
+        settings.ipv6_rate_limit_prefix,
+        UntrustedForwardingWarning(metrics().untrusted_forwarding.inc),
+    )
+    pacing = Pacing(
+        settings.refusal_hold_max_s, settings.refusals_held_max, settings.refusals_ignored_max
+    )
     routes: list[tornado.routing.Rule | tuple[Any, ...]] = [
         (
             r"/graphql",
@@ -118,25 +130,37 @@ def make_app(
             {
                 "executor": executor,
                 "services": services,
-                "addresses": ClientAddressResolver(
-                    settings.trusted_proxy_networks,
-                    settings.ipv6_rate_limit_prefix,
-                    UntrustedForwardingWarning(metrics().untrusted_forwarding.inc),
-                ),
+                "addresses": addresses,
                 "max_body_bytes": settings.max_body_bytes,
                 "batch_max": settings.graphql_batch_max,
                 "graphiql": settings.graphiql_enabled,
-                "pacing": Pacing(
-                    settings.refusal_hold_max_s,
-                    settings.refusals_held_max,
-                    settings.refusals_ignored_max,
-                ),
+                "pacing": pacing,
             },
         ),
         (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),
         (r"/healthz", HealthHandler),
         (r"/readyz", ReadinessHandler, {"services": services}),
     ]
+    if not settings.email_link_base_url:
+        # The mails' links lead here unless they lead to the product's own pages.
+        templates = PageTemplates()
+        public_host = urlsplit(settings.public_url).netloc if settings.public_url else None
+        for path, flow in FLOWS.items():
+            routes.append(
+                (
+                    path,
+                    LinkPageHandler,
+                    {
+                        "flow": flow,
+                        "services": services,
+                        "templates": templates,
+                        "addresses": addresses,
+                        "pacing": pacing,
+                        "max_body_bytes": settings.max_body_bytes,
+                        "public_host": public_host,
+                    },
+                )
+            )
     if settings.graphiql_enabled:
         # The page's own assets, shipped in the package: it works with no internet.
         routes.append((r"/graphiql/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}))

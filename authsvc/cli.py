@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("disable", "refuse the account everywhere and end all its sessions at once"),
         ("enable", "let a disabled account log in again"),
         ("delete", "delete the account and end all its sessions"),
+        ("confirm", "mark the account's email confirmed (when its mail never came)"),
     ):
         user_commands.add_parser(name, help=text).add_argument("email")
     sessions = commands.add_parser("sessions", help="see and end the sessions of an account")
@@ -210,6 +211,11 @@ async def users_delete(opened: Services, args: argparse.Namespace) -> None:
     emit(f"deleted {user.email} ({user.id})")
 
 
+async def users_confirm(opened: Services, args: argparse.Namespace) -> None:
+    user = await opened.accounts.confirm_email(args.email)
+    emit(f"{user.email} was confirmed already" if user.confirmed else f"confirmed {user.email}")
+
+
 async def sessions_list(opened: Services, args: argparse.Namespace) -> None:
     user, live = await opened.sessions.sessions_of(args.email)
     for session in live:
@@ -254,6 +260,7 @@ ADMIN_COMMANDS = {
     ("users", "disable"): users_disable,
     ("users", "enable"): users_disable,
     ("users", "delete"): users_delete,
+    ("users", "confirm"): users_confirm,
     ("sessions", "list"): sessions_list,
     ("sessions", "revoke"): sessions_revoke,
     ("outbox", "list"): outbox_list,

@@ -54,20 +54,26 @@ def _format(error: GraphQLError, request_id: str, default_code: str | None) -> d
             formatted["extensions"] = extensions | {"code": default_code}
         return formatted
     if isinstance(original, StoreUnavailable):
-        metrics().store_errors.labels(original.store or "unknown", original.cause).inc()
-        held = _outage_lines.due(f"{original.store}:{original.cause}")
-        if held is not None:  # one line per store and cause every OUTAGE_LOG_INTERVAL_S
-            log.warning(
-                "store unavailable request_id=%s: %s (%d more like it since the last line)",
-                request_id,
-                original,
-                held,
-            )
+        note_store_unavailable(original, request_id)
         return _replace(
             error, UNAVAILABLE_MESSAGE, "SERVICE_UNAVAILABLE", retryAfter=UNAVAILABLE_RETRY_S
         )
     log.error("unexpected error request_id=%s", request_id, exc_info=original)
     return _replace(error, INTERNAL_MESSAGE, "INTERNAL_SERVER_ERROR")
+
+
+def note_store_unavailable(error: StoreUnavailable, request_id: str) -> None:
+    """Count a request failed by a store outage, and log it (one line per store and
+    cause every OUTAGE_LOG_INTERVAL_S): for every edge that answers it, GraphQL or not."""
+    metrics().store_errors.labels(error.store or "unknown", error.cause).inc()
+    held = _outage_lines.due(f"{error.store}:{error.cause}")
+    if held is not None:
+        log.warning(
+            "store unavailable request_id=%s: %s (%d more like it since the last line)",
+            request_id,
+            error,
+            held,
+        )
 
 
 def _replace(error: GraphQLError, message: str, code: str, **extra: Any) -> dict[str, Any]:

@@ -140,6 +140,9 @@ class UserStore(Protocol):
     async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
         """Disable or enable the user; False if there is no such user."""
 
+    async def set_confirmed(self, user_id: str, now: datetime) -> bool:
+        """Mark the user's email confirmed; False if there is no such user."""
+
     async def list(self, limit: int, offset: int = 0) -> list[User]:
         """Users, oldest first."""
 

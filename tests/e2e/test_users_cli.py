@@ -138,3 +138,42 @@ def test_admin_commands_on_the_embedded_store(tmp_path):
         unknown = cli(*command)
         assert unknown.returncode == 2
         assert unknown.stderr.strip().splitlines()[-1] == f"authsvc: no user with email '{email}'"
+
+
+def test_confirm_lets_an_unconfirmed_account_log_in(tmp_path):
+    """`authsvc users confirm`: for an account whose confirmation mail never came (in
+    development without SMTP_URL it went to the log)."""
+    env = {"BCRYPT_ROUNDS": "4", "EMAIL_CONFIRMATION": "true"}
+
+    def users(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            authsvc_command("users", *args), cwd=tmp_path, env=child_env(env),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    service = ServiceProcess(tmp_path, env)
+    try:
+        email = new_email()
+        _, body = service.graphql(REGISTER, {"email": email, "password": PASSWORD})
+        assert json.loads(body["data"]["register"]["payload"])["confirmed"] is False
+        _, body = service.graphql(LOGIN, {"email": email, "password": PASSWORD})
+        assert body["data"]["login"]["status"] == 401
+
+        confirmed = users("confirm", email.upper())
+        assert confirmed.returncode == 0, confirmed.stderr
+        assert confirmed.stdout.strip() == f"confirmed {email}"
+        assert "event=email_confirmed" in confirmed.stdout + confirmed.stderr
+        _, body = service.graphql(LOGIN, {"email": email, "password": PASSWORD})
+        assert body["data"]["login"]["status"] == 200
+        listed = users("list")
+        assert next(line for line in listed.stdout.splitlines() if email in line).endswith("  -")
+
+        again = users("confirm", email)
+        assert again.returncode == 0 and again.stdout.strip() == f"{email} was confirmed already"
+        unknown = users("confirm", "nobody@example.com")
+        assert unknown.returncode == 2
+        assert unknown.stderr.strip().splitlines()[-1] == (
+            "authsvc: no user with email 'nobody@example.com'"
+        )
+    finally:
+        assert service.terminate() == 0

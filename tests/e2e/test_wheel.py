@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def test_installed_wheel_serves(tmp_path):
     assert "authsvc/graphql/static/vendor/graphiql.min.js" in names
     assert "authsvc/core/data/common-passwords.txt.gz" in names
     assert "authsvc/mail/templates/confirm_email.html" in names
+    assert "authsvc/graphql/templates/form.html" in names
+    assert "authsvc/graphql/templates/page.css" in names
     assert "authsvc/stores/sql/mysql/0003_outbox.sql" in names
 
     site = tmp_path / "site"
@@ -68,6 +71,9 @@ def test_installed_wheel_serves(tmp_path):
         assert body["data"]["register"]["status"] == 201
         _, body = service.graphql(ME)
         assert body["errors"][0]["message"] == "Unauthorized"
+        page_url = f"http://127.0.0.1:{service.port}/confirm-email?token=t"
+        with urllib.request.urlopen(page_url, timeout=10) as page:  # its templates load
+            assert page.status == 200 and b"<form" in page.read()
         where = subprocess.run(
             [sys.executable, "-c", "import authsvc; print(authsvc.__file__)"],
             cwd=workdir,

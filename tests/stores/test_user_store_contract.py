@@ -45,6 +45,16 @@ async def test_flags_round_trip(user_store):
     assert stored is not None and stored.confirmed is False and stored.disabled is True
 
 
+async def test_set_confirmed_confirms_and_stamps(user_store):
+    user = replace(make_user(), confirmed=False)
+    await user_store.create(user)
+    later = user.updated_at + timedelta(minutes=5)
+    assert await user_store.set_confirmed(user.id, later) is True
+    stored = await user_store.get(user.id)
+    assert stored is not None and stored.confirmed is True and stored.updated_at == later
+    assert await user_store.set_confirmed(str(uuid.uuid4()), later) is False
+
+
 async def test_duplicate_email_is_refused_and_first_row_kept(user_store):
     first = make_user()
     await user_store.create(first)
