@@ -226,8 +226,8 @@ class AccountLifecycle:
             spent = await self._spend(tx, hashed, "confirm_email")
             users = self._users.within(tx)
             user = await users.get(spent.user_id)
-            if user is None or user.email != spent.email:
-                raise invalid_token()  # the address changed since: rolled back
+            if user is None or user.email != spent.email or user.disabled:
+                raise invalid_token()  # the address changed since, or disabled: rolled back
             if not user.confirmed:
                 await users.set_confirmed(user.id, self._clock())
                 user = await users.get(user.id) or user
@@ -254,6 +254,9 @@ class AccountLifecycle:
             raise InvalidInput(errors)
         with self._hasher.admitted():
             new_hash = await self._hasher.hash(new_password)
+        # Sessions end first too: with Redis down the reset is refused with nothing
+        # changed, rather than a new password beside the old sessions (an attacker's).
+        await self._sessions.revoke_all(user.id)
         async with self._db.transaction() as tx:
             spent = await self._spend(tx, hashed, "reset_password")  # a racer lost here
             users = self._users.within(tx)
@@ -263,8 +266,8 @@ class AccountLifecycle:
             await users.set_password_hash(current.id, new_hash, self._clock())
             await self._tokens.within(tx).delete_for(current.id, ("reset_password", "change_email"))
             await self._mailer.enqueue(tx, "password_changed", to=current.email)
-        # After the new hash is committed (SessionStore.revoke_all): a login that read
-        # the old hash is refused; every session, the attacker's too, ends now.
+        # Again once the new hash is committed (SessionStore.revoke_all): a login that
+        # read the old hash meanwhile is refused too.
         await self._sessions.revoke_all(current.id)
         email = current.email
         for scope, subject in (

@@ -399,3 +399,14 @@ async def test_a_stalled_or_refusing_mail_server_never_slows_a_request(client, s
     token = await mail_token(smtp_sink, email, "/reset-password")  # after two 4xx
     _, body = await client.post(RESET, {"token": token, "password": NEW_PASSWORD})
     assert body["data"]["resetPassword"]["status"] == 200
+
+
+@pytest.mark.settings(email_confirmation=True)
+async def test_a_disabled_account_is_not_confirmed_by_its_link(client, services, smtp_sink):
+    email = new_email()
+    await client.register(email)
+    token = await mail_token(smtp_sink, email, "/confirm-email")
+    await services.accounts.set_disabled(email, True)
+    result = await call(client, CONFIRM, "confirmEmail", token=token)
+    assert result["errors"] == INVALID_TOKEN
+    assert not (await services.accounts.find(email)).confirmed
