@@ -14,7 +14,9 @@ from authsvc.core.clock import utc_now
 from authsvc.core.errors import InvalidInput
 from authsvc.services import open_services
 from authsvc.stores.account_tokens import token_hash
+from authsvc.stores.base import StoreUnavailable
 from tests.conftest import settings_for
+from tests.e2e.processes import ThrowawayRedis
 from tests.helpers import PASSWORD, new_email
 
 NEW_PASSWORD = "a fresh passphrase 42"
@@ -113,3 +115,35 @@ async def test_a_reset_link_sent_to_an_address_the_account_left_is_refused(
     await services.lifecycle.confirm_email_change(change)
     with pytest.raises(InvalidInput):
         await services.lifecycle.reset_password(token, NEW_PASSWORD, "127.0.0.1")
+
+
+async def test_a_reset_while_redis_is_down_changes_nothing(
+    io_loop, mysql_server, redis_server, tmp_path, smtp_sink
+):
+    """Ending the sessions is part of the reset: with Redis down it is refused before
+    the password changes and the token is spent, and the same link works once Redis is
+    back (a new password beside the old sessions would leave an attacker in)."""
+    redis = ThrowawayRedis(tmp_path)
+    redis.start()
+    settings = settings_for(
+        "servers", mysql_server, redis_server, tmp_path,
+        redis_url=redis.url, smtp_url=smtp_sink.url, public_url="https://auth.example.test",
+        email_request_answer_s=0, store_timeout_s=1.0,
+    )  # fmt: skip
+    services = await open_services(settings)
+    services.start_delivery()
+    try:
+        email = new_email()
+        user = await services.accounts.register(email, PASSWORD, "127.0.0.1")
+        token = await reset_token(services, smtp_sink, email)
+        redis.stop()
+        with pytest.raises(StoreUnavailable):
+            await services.lifecycle.reset_password(token, NEW_PASSWORD, "127.0.0.1")
+        stored = await services.accounts.find(email)
+        assert stored.password_hash == user.password_hash
+        redis.start()
+        await services.lifecycle.reset_password(token, NEW_PASSWORD, "127.0.0.1")
+        assert (await services.accounts.find(email)).password_hash != user.password_hash
+    finally:
+        redis.stop()
+        await services.close()
