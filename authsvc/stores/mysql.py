@@ -57,8 +57,19 @@ def _unavailable(exc: BaseException) -> StoreUnavailable | None:
     else:
         return None
     return StoreUnavailable(
-        f"MySQL/MariaDB unavailable ({cause}): {type(exc).__name__}", store="database", cause=cause
+        f"MySQL/MariaDB unavailable ({cause}): {_reason(exc)}", store="database", cause=cause
     )
+
+
+#: The longest part of a driver's message that a StoreUnavailable quotes.
+MAX_REASON_CHARS = 200
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, for the log and /readyz: the driver's message (a server's
+    answer or a resolver's: no credentials), or the error's name when it has none."""
+    detail = str(exc.args[-1]) if exc.args else ""
+    return f"{type(exc).__name__}: {detail[:MAX_REASON_CHARS]}" if detail else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +126,7 @@ class MySQLPool:
         except _UNAVAILABLE as exc:
             known = _unavailable(exc)  # the server's refusal (too many connections, …)
             raise StoreUnavailable(
-                f"cannot reach MySQL/MariaDB at {config.host}:{config.port}: {exc}",
+                f"cannot reach MySQL/MariaDB at {config.host}:{config.port}: {_reason(exc)}",
                 store="database",
                 cause=known.cause if known else "connection",
             ) from exc

@@ -126,6 +126,7 @@ def test_production_starts_while_the_database_is_down_and_waits_for_its_schema(
     try:
         status, ready = readiness(service)
         assert status == 503 and ready["checks"]["database"].startswith("unavailable")
+        assert "Can't connect" in ready["checks"]["database"], ready  # the driver's reason
         assert ready["checks"]["redis"] == "ok"
         assert unavailable(register(service)[1])
 
