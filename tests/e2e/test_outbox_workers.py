@@ -35,6 +35,7 @@ def mail_env(mysql_server, redis_server, database, sink, **extra: str) -> dict[s
         production_env(mysql_server, redis_server, database)
         | {
             "SMTP_URL": sink.url,
+            "PUBLIC_URL": "https://auth.example.test",
             "EMAIL_FROM": "authsvc <no-reply@example.com>",
             "OUTBOX_POLL_INTERVAL_S": "0.2",
             "OUTBOX_BATCH_SIZE": "5",
@@ -52,7 +53,8 @@ def record(mysql_server, redis_server, tmp_path, database, addresses) -> None:
     """Record one mail to each address, as the request path does (its own process)."""
     # Its own delivery loop never starts (not `serve`): the SMTP_URL only enables mail.
     settings = settings_for("servers", mysql_server, redis_server, tmp_path, db_name=database,
-                            node_env="production", smtp_url="smtp://127.0.0.1:25")  # fmt: skip
+                            node_env="production", smtp_url="smtp://127.0.0.1:25",
+                            public_url="https://auth.example.test")  # fmt: skip
 
     async def enqueue() -> None:
         services = await open_services(settings)

@@ -142,7 +142,12 @@ def nothing_lost(answers: list[Answer], marks: Marks) -> list[str]:
     lost = [a for a in answers if not a.answered_at_all and not excused_loss(a, marks)]
     if not lost:
         return []
-    return [f"{len(lost)} requests got no answer: {_examples(lost, marks)}"]
+    kills = ", ".join(
+        f"+{killed - marks.started:.2f}s (death seen +{dead - marks.started:.2f}s)"
+        for killed, dead in marks.kills
+    )  # for whoever reads a failure: when the only excused losses could happen
+    return [f"{len(lost)} requests got no answer: {_examples(lost, marks)}"
+            + (f"; workers killed at {kills}" if kills else "")]  # fmt: skip
 
 
 def fault_seen(answers: list[Answer], marks: Marks) -> list[str]:

@@ -1,5 +1,7 @@
 """Login tells nothing about which accounts exist: one answer for an unknown email, a
-wrong password, a disabled and an unconfirmed account, and the same hash work for all.
+wrong password, a disabled account and a wrong password for an unconfirmed one, and the
+same hash work for all. Only whoever has an unconfirmed account's password learns that
+it is not confirmed (issue 13, as the Node service answered).
 
 The work is counted exactly in tests/core/test_accounts.py. Here the response times
 are compared as a client sees them, over many interleaved attempts, at a bcrypt cost
@@ -39,7 +41,7 @@ async def test_every_refusal_looks_the_same_from_outside(client, services):
         "unknown email": (new_email(), PASSWORD),
         "wrong password": (existing_email, "not the password"),
         "disabled": (disabled_email, PASSWORD),
-        "unconfirmed": (unconfirmed_email, PASSWORD),
+        "unconfirmed": (unconfirmed_email, "not the password"),
     }
     timings: dict[str, list[float]] = {kind: [] for kind in KINDS}
     answers = set()
@@ -54,6 +56,8 @@ async def test_every_refusal_looks_the_same_from_outside(client, services):
         repr({"status": 401, "errors": [{"path": "email", "message": "invalid login"}],
               "payload": None})
     }  # fmt: skip
+    told = await client.login(unconfirmed_email, PASSWORD)
+    assert told["errors"] == [{"path": "email", "message": "not confirmed"}]
     reference = statistics.median(timings["wrong password"])
     for kind in KINDS:
         ratio = statistics.median(timings[kind]) / reference
