@@ -194,6 +194,7 @@ async def open_services(
         policy=password_policy,
         email_confirmation=settings.email_confirmation,
         create_unconfirmed=lifecycle.create_unconfirmed,
+        forget_links=lifecycle.forget_links,
     )
     tokens = TokenCodec(
         access=TokenType("access", access_ring(settings), settings.jwt_access_age_s),

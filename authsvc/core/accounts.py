@@ -37,6 +37,7 @@ class AccountService:
         policy: PasswordPolicy,
         email_confirmation: bool,
         create_unconfirmed: Callable[[User], Awaitable[None]] | None = None,
+        forget_links: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """``create_unconfirmed``: with ``email_confirmation``, how a new account is
         stored together with its confirmation token and mail (AccountLifecycle), in
@@ -49,6 +50,8 @@ class AccountService:
         self._policy = policy
         self._email_confirmation = email_confirmation
         self._create_unconfirmed = create_unconfirmed if email_confirmation else None
+        #: Ends every mailed link of an account (AccountLifecycle.forget_links).
+        self._forget_links = forget_links
 
     async def register(self, email: str, password: str, client_ip: str) -> User:
         """Create an account. Raises RateLimited past the registrations allowed from
@@ -227,6 +230,8 @@ class AccountService:
         # finds no user (SessionStore.revoke_all).
         await self._users.delete(user.id)
         await self._sessions.revoke_all(user.id)
+        if self._forget_links is not None:
+            await self._forget_links(user.id)
         audit("user_deleted", user_id=user.id)
         return user
 
@@ -237,6 +242,8 @@ class AccountService:
         await self._users.set_disabled(user.id, disabled, self._clock())
         if disabled:  # after the row changed (SessionStore.revoke_all)
             await self._sessions.revoke_all(user.id)
+            if self._forget_links is not None:
+                await self._forget_links(user.id)
         audit("user_disabled" if disabled else "user_enabled", user_id=user.id)
         return user
 

@@ -300,9 +300,29 @@ class AccountLifecycle:
             raise InvalidInput([FieldError("currentPassword", "invalid password")])
         if address == user.email:
             raise InvalidInput([FieldError("newEmail", "is already the account's address")])
+        async with self._answer_floor("request_email_change"):
+            await self._request_email_change(user, address)
+        audit("email_change_requested", user_id=user.id)
+
+    async def _request_email_change(self, user: User, address: str) -> None:
+        """After the password: what must not tell whether ``address`` has an account.
+        The new address's mail is limited as every mail to an address is (per address,
+        and a silent cooldown), whichever account asks: else accounts could take turns
+        to flood one mailbox with working links."""
+        policy = self._policy
+        await self._limiter.hit("mail-address", address, policy.requests_per_address,
+                                path="newEmail")  # fmt: skip
+        cooling = False
+        if policy.resend_cooldown_s:
+            try:
+                await self._limiter.hit(
+                    "mail-cooldown", address, Limit(1, policy.resend_cooldown_s)
+                )
+            except RateLimited:
+                cooling = True
         taken = await self._users.get_by_email(address) is not None
         async with self._db.transaction() as tx:
-            if not taken:
+            if not taken and not cooling:
                 issued = self._issue("change_email", user, address)
                 await self._record(tx, issued)
                 await self._mailer.enqueue(
@@ -313,7 +333,6 @@ class AccountLifecycle:
                 tx, "email_change_notice", to=user.email, new_email=address, completed=False,
                 expires_in=human_duration(self._policy.email_change_ttl_s),
             )  # fmt: skip
-        audit("email_change_requested", user_id=user.id)
 
     async def confirm_email_change(self, token: str) -> User:
         """Switch the account to the address the token was sent to; the old address is
@@ -371,6 +390,11 @@ class AccountLifecycle:
     def _link(self, issued: Issued) -> str:
         path = LINK_PATHS[issued.row.purpose]
         return f"{self._policy.link_base_url}{path}?token={quote(issued.secret, safe='')}"
+
+    async def forget_links(self, user_id: str) -> None:
+        """Every link of the account stops working (it was disabled or deleted: a link
+        must not outlive that, to work again once the account is enabled)."""
+        await self._tokens.delete_for(user_id, tuple(LINK_PATHS))
 
     async def delete_expired(self, now: datetime | None = None) -> int:
         return await self._tokens.delete_expired(now or self._clock())

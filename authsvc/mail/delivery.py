@@ -152,6 +152,18 @@ class DeliveryLoop:
                         down = exc
                         self._unreachable = True
                     continue
+                except Exception as exc:
+                    # A mail the sender cannot handle at all must end as this mail's
+                    # failure: escaping, it left its batch claimed and retried for ever.
+                    log.error("outbox: message %s (%s) could not be sent", claim.id,
+                              claim.kind, exc_info=exc)  # fmt: skip
+                    await self._failed(
+                        claim,
+                        DeliveryError(
+                            Failure.PERMANENT, f"unexpected {type(exc).__name__} sending it"
+                        ),
+                    )
+                    continue
                 if await self._store.mark_sent(claim):
                     mail_metrics().sent.labels(claim.kind).inc()
                 else:
@@ -170,6 +182,16 @@ class DeliveryLoop:
                     "%s%s", error, more,
                 )  # fmt: skip
             if not await self._store.release(claim, self._config.fault_retry_s, str(error)):
+                self._lost(claim)
+            return
+        if error.unreached:
+            # No SMTP server could be reached: an outage of every mail, not a try of this
+            # one. Not counted, so that an outage longer than the retry budget kills
+            # nothing queued; it waits as its tries so far say.
+            delay = self._policy.backoff_s(max(1, claim.attempts - 1))
+            if await self._store.release(claim, delay, str(error)):
+                counted.retried.labels(claim.kind).inc()
+            else:
                 self._lost(claim)
             return
         if self._policy.gives_up(claim.attempts, error.failure):

@@ -9,17 +9,26 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
+import idna
+
 from authsvc.mail.templates import RenderedMail
 
 
 def envelope_address(address: str) -> str:
-    """``address`` as SMTP's envelope and the To header take it: the domain in IDNA
-    (ASCII), as stored emails keep it in Unicode. Raises ValueError for an address the
-    email package cannot take."""
+    """``address`` as SMTP's envelope and the To header take it: the domain in ASCII, as
+    stored emails keep it in Unicode. IDNA 2008 (the idna package, as email-validator
+    normalized the address with): Python's own "idna" codec is IDNA 2003, which maps ß
+    to ss (and final sigma to sigma), and sent the mail of bob@straße.de (its reset
+    links) to bob@strasse.de. A local part that is not ASCII stays as it is (it needs
+    SMTPUTF8: the sender decides). Raises ValueError for an address that is none."""
     local, _, domain = address.rpartition("@")
     if not local or not domain:
-        raise ValueError(f"not an email address: {address!r}")
-    return f"{local}@{domain.encode('idna').decode('ascii')}"
+        raise ValueError("not an email address")
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"not an email domain: {exc}") from None
+    return f"{local}@{ascii_domain}"
 
 
 def sender_address(email_from: str) -> tuple[str, str]:

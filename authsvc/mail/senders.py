@@ -32,10 +32,15 @@ class DeliveryError(Exception):
     """A mail was not delivered. ``connection``: the server could not be reached or
     dropped the connection (every mail after it in the batch would fail the same)."""
 
-    def __init__(self, failure: Failure, message: str, *, connection: bool = False) -> None:
+    def __init__(
+        self, failure: Failure, message: str, *, connection: bool = False, unreached: bool = False
+    ) -> None:
+        """``unreached``: no connection could be made at all (refused, timed out, no
+        route): the mail itself was never tried."""
         super().__init__(message)
         self.failure = failure
-        self.connection = connection
+        self.connection = connection or unreached
+        self.unreached = unreached
 
 
 class SendSession(Protocol):
@@ -101,9 +106,15 @@ class _SMTPSession:
         self._client: aiosmtplib.SMTP | None = None
 
     async def send(self, envelope_from: str, recipient: str, message: bytes) -> None:
+        if not recipient.isascii():
+            # Its local part is not ASCII: only SMTPUTF8 carries it, and the message is
+            # composed for 7-bit transport. This mail cannot go; no other is held up.
+            raise DeliveryError(
+                Failure.PERMANENT, "the recipient's address is not ASCII (needs SMTPUTF8)"
+            )
+        if self._client is None or not self._client.is_connected:
+            self._client = await self._connected()
         try:
-            if self._client is None or not self._client.is_connected:
-                self._client = await self._connect()
             await self._client.sendmail(envelope_from, [recipient], message)
         except DeliveryError:
             await self.close()
@@ -112,6 +123,24 @@ class _SMTPSession:
             error = classify(exc)
             if error.connection or error.failure is Failure.CONFIGURATION:
                 await self.close()
+            raise error from exc
+        except Exception as exc:  # the library choked on this mail: it alone fails
+            if self._client is not None:
+                self._client.close()  # mid-transaction: not to be reused
+                self._client = None
+            raise DeliveryError(
+                Failure.PERMANENT, f"unexpected {type(exc).__name__} sending it"
+            ) from exc
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        """A new connection. Raises DeliveryError, ``unreached`` when the server could
+        not be reached at all (a TLS or AUTH refusal is the configuration's)."""
+        try:
+            return await self._connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            error = classify(exc)
+            if error.connection and error.failure is Failure.TEMPORARY:
+                error = DeliveryError(error.failure, str(error), unreached=True)
             raise error from exc
 
     async def _connect(self) -> aiosmtplib.SMTP:

@@ -410,3 +410,97 @@ async def test_a_disabled_account_is_not_confirmed_by_its_link(client, services,
     result = await call(client, CONFIRM, "confirmEmail", token=token)
     assert result["errors"] == INVALID_TOKEN
     assert not (await services.accounts.find(email)).confirmed
+
+
+async def test_mail_to_an_international_domain_goes_to_that_domain(client, smtp_sink):
+    """IDNA 2008, as the address was normalized: Python's "idna" codec (IDNA 2003) made
+    straße.de strasse.de, another domain, whose owner got the reset links."""
+    email = f"bob-{new_email().split('@')[0]}@straße.de"
+    await client.register(email)
+    await call(client, REQUEST_RESET, "requestPasswordReset", email=email)
+    ascii_address = email.replace("straße.de", "xn--strae-oqa.de")
+    message = await smtp_sink.next_mail(ascii_address)
+    assert message["To"] == ascii_address
+    assert not [c for c in smtp_sink.captured if any("strasse" in r for r in c.recipients)]
+
+
+async def test_a_mail_that_cannot_be_sent_holds_up_no_other(client, services, smtp_sink):
+    """A local part that is not ASCII needs SMTPUTF8: its mail is dead at once, and the
+    mails claimed with it go out (aiosmtplib's UnicodeEncodeError escaped the delivery
+    loop, and kept the whole batch claimed and retried for ever)."""
+    poisoned = [f"ü{n}-{new_email()}" for n in range(3)]
+    plain = new_email()
+    for email in (*poisoned, plain):
+        await client.register(email)
+        await call(client, REQUEST_RESET, "requestPasswordReset", email=email)
+    await mail_token(smtp_sink, plain, "/reset-password")
+    for _ in range(50):
+        dead = [e for e in await services.outbox.list(100, state="dead") if "ü" in e.recipient]
+        if len(dead) == len(poisoned):
+            break
+        await asyncio.sleep(0.1)
+    assert len(dead) == len(poisoned) and all(e.attempts == 1 for e in dead), dead
+
+
+@pytest.mark.settings(rate_limit_email_per_address="2/3600")
+async def test_accounts_cannot_take_turns_to_flood_one_mailbox(client, smtp_sink):
+    """Mail to an address is limited per address, whichever account asks for it."""
+    victim = new_email()
+    statuses = []
+    for _ in range(3):
+        email = new_email()
+        await client.register(email)
+        access, _ = await logged_in(client, email)
+        result = await call(client, REQUEST_CHANGE, "requestEmailChange", access,
+                            email=victim, password=PASSWORD)  # fmt: skip
+        statuses.append(result["status"])
+        if result["status"] == 200:
+            await smtp_sink.next_mail(email)  # the notice to the requester's own address
+    assert statuses == [200, 200, 429]
+    assert len(smtp_sink.mails_to(victim)) <= 2
+
+
+@pytest.mark.settings(email_resend_cooldown_s=3600)
+async def test_the_cooldown_holds_for_an_email_change_link_too(client, smtp_sink):
+    victim = new_email()
+    for _ in range(2):
+        email = new_email()
+        await client.register(email)
+        access, _ = await logged_in(client, email)
+        result = await call(client, REQUEST_CHANGE, "requestEmailChange", access,
+                            email=victim, password=PASSWORD)  # fmt: skip
+        assert result["status"] == 200
+        await smtp_sink.next_mail(email)
+    await asyncio.sleep(0.5)  # the second would have been recorded with its notice
+    assert len(smtp_sink.mails_to(victim)) == 1
+
+
+@pytest.mark.settings(email_request_answer_s=0.1)
+async def test_an_email_change_takes_the_same_time_for_taken_and_free_addresses(client):
+    taken = [new_email() for _ in range(12)]
+    for email in taken:
+        await client.register(email)
+    mine = new_email()
+    await client.register(mine)
+    access, _ = await logged_in(client, mine)
+    times: dict[str, list[float]] = {"taken": [], "free": []}
+    for address in taken:
+        for kind, target in (("taken", address), ("free", new_email())):
+            started = time.perf_counter()
+            await call(client, REQUEST_CHANGE, "requestEmailChange", access,
+                       email=target, password=PASSWORD)  # fmt: skip
+            times[kind].append(time.perf_counter() - started)
+    taken_s, free_s = (statistics.median(times[k]) for k in ("taken", "free"))
+    assert abs(taken_s - free_s) < 0.02, times
+
+
+async def test_disabling_an_account_ends_its_links(client, services, smtp_sink):
+    """A link must not outlive a disable, to work again once the account is enabled."""
+    email = new_email()
+    await client.register(email)
+    await call(client, REQUEST_RESET, "requestPasswordReset", email=email)
+    token = await mail_token(smtp_sink, email, "/reset-password")
+    await services.accounts.set_disabled(email, True)
+    await services.accounts.set_disabled(email, False)
+    _, body = await client.post(RESET, {"token": token, "password": NEW_PASSWORD})
+    assert body["data"]["resetPassword"]["errors"] == INVALID_TOKEN
