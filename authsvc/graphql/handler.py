@@ -17,7 +17,7 @@ from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.context import RequestContext, ResponseHints
 from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
-from authsvc.graphql.http import BadRequest, JSONHandler
+from authsvc.graphql.http import BadRequest, BoundedBodyHandler
 from authsvc.graphql.pacing import Pacing
 from authsvc.services import Services
 
@@ -26,7 +26,7 @@ GRAPHIQL_PAGE = STATIC / "graphiql.html"
 
 
 @tornado.web.stream_request_body
-class GraphQLHandler(JSONHandler):
+class GraphQLHandler(BoundedBodyHandler):
     """The body is streamed so that an oversized one is refused (413) before it is
     buffered: from its Content-Length at once, or once the chunks pass the limit."""
 
@@ -44,12 +44,10 @@ class GraphQLHandler(JSONHandler):
         self.executor = executor
         self.services = services
         self.addresses = addresses
-        self.max_body_bytes = max_body_bytes
+        self.start_body(max_body_bytes)
         self.batch_max = batch_max
         self.pacing = pacing
         self.closing = False  # closed once answered: it kept ignoring Retry-After
-        self.body = bytearray()
-        self.body_too_large = False
         self.hints = ResponseHints()
         self.answering = False  # until the whole body is in
 
@@ -68,15 +66,6 @@ class GraphQLHandler(JSONHandler):
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             self._refuse(self._too_large())
-
-    def data_received(self, chunk: bytes) -> None:
-        if self.body_too_large:
-            return
-        if len(self.body) + len(chunk) > self.max_body_bytes:
-            self.body_too_large = True
-            self.body.clear()
-        else:
-            self.body += chunk
 
     def _wants_html(self) -> bool:
         """A browser opening /graphql gets the GraphiQL page (which reads `?query=`);

@@ -85,6 +85,29 @@ class JSONHandler(tornado.web.RequestHandler):
         self.finish(orjson.dumps({"errors": [{"message": self._reason}]}))
 
 
+class BoundedBodyHandler(JSONHandler):
+    """A handler of ``@stream_request_body`` whose body is kept up to
+    ``max_body_bytes``: past it, what came is dropped and ``body_too_large`` says so,
+    and the handler answers 413 its own way (JSON, or a page)."""
+
+    max_body_bytes: int
+
+    def start_body(self, max_body_bytes: int) -> None:
+        """In ``initialize``: an empty body, bounded."""
+        self.max_body_bytes = max_body_bytes
+        self.body = bytearray()
+        self.body_too_large = False
+
+    def data_received(self, chunk: bytes) -> None:
+        if self.body_too_large:
+            return
+        if len(self.body) + len(chunk) > self.max_body_bytes:
+            self.body_too_large = True
+            self.body.clear()
+        else:
+            self.body += chunk
+
+
 class NotFoundHandler(JSONHandler):
     def prepare(self) -> None:
         super().prepare()

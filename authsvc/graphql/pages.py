@@ -30,7 +30,7 @@ from authsvc.core.ratelimits import RateLimited
 from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.errors import UNAVAILABLE_RETRY_S, note_store_unavailable
-from authsvc.graphql.http import JSONHandler
+from authsvc.graphql.http import BoundedBodyHandler
 from authsvc.graphql.pacing import Pacing
 from authsvc.services import Services
 from authsvc.stores.base import StoreUnavailable
@@ -143,7 +143,7 @@ class PageTemplates:
 
 
 @tornado.web.stream_request_body
-class LinkPageHandler(JSONHandler):
+class LinkPageHandler(BoundedBodyHandler):
     """GET (and HEAD) show a page; POST spends its token. The body is streamed so that
     an oversized one is refused (413) before it is buffered, as on /graphql."""
 
@@ -164,11 +164,9 @@ class LinkPageHandler(JSONHandler):
         self.templates = templates
         self.addresses = addresses
         self.pacing = pacing
-        self.max_body_bytes = max_body_bytes
+        self.start_body(max_body_bytes)
         self.public_host = public_host
         self.closing = False  # closed once answered: it kept ignoring Retry-After
-        self.body = bytearray()
-        self.body_too_large = False
         self.answering = False  # until the whole body is in
 
     def prepare(self) -> None:
@@ -198,15 +196,6 @@ class LinkPageHandler(JSONHandler):
 
     def compute_etag(self) -> None:
         return None  # nothing here is cached, so nothing is revalidated
-
-    def data_received(self, chunk: bytes) -> None:
-        if self.body_too_large:
-            return
-        if len(self.body) + len(chunk) > self.max_body_bytes:
-            self.body_too_large = True
-            self.body.clear()
-        else:
-            self.body += chunk
 
     def get(self) -> None:
         self.answering = True
