@@ -454,6 +454,7 @@ def open_mail(settings: Settings, db: OutboxDatabase, clock: Clock) -> Mail:
                 poll_s=settings.outbox_poll_interval_s,
                 fault_retry_s=settings.outbox_backoff_base_s,
                 send_timeout_s=settings.smtp_timeout_s,
+                keep_sent_s=settings.outbox_keep_sent_s,
             ),
         )  # fmt: skip
         mailer.on_committed(delivery.wake)

@@ -215,6 +215,9 @@ class Settings(BaseSettings):
     #: another after this. At least twice SMTP_TIMEOUT_S.
     outbox_lease_s: float = Field(120.0, gt=0, le=86400)
     outbox_batch_size: int = Field(20, ge=1, le=1000)
+    #: Sent mails (their bodies already blank) are kept this long, then deleted; 0: for
+    #: good.
+    outbox_keep_sent_s: int = Field(7 * 86400, ge=0, le=3650 * 86400)
 
     # --- account flows by email (core/lifecycle.py) ---------------------------------------
     #: The service's public base URL (https://auth.example.com), under which its pages

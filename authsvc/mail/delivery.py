@@ -25,6 +25,10 @@ from authsvc.stores.outbox import ClaimedMessage, OutboxStore
 
 log = logging.getLogger(__name__)
 
+#: How often each process deletes sent messages past OUTBOX_KEEP_SENT_S, and how many
+#: one statement deletes at most.
+PRUNE_EVERY_S = 3600.0
+PRUNE_BATCH = 1000
 #: How often one kind of configuration fault is logged (with the count held back).
 FAULT_LOG_INTERVAL_S = 60.0
 
@@ -41,6 +45,8 @@ class DeliverySettings:
     #: before its lease ends, so no mail goes out under a lease that has passed.
     send_timeout_s: float
     channel: str = "email"
+    #: Sent messages are kept this long (OUTBOX_KEEP_SENT_S; 0: for good).
+    keep_sent_s: float = 7 * 86400
 
 
 class DeliveryLoop:
@@ -59,6 +65,7 @@ class DeliveryLoop:
         #: The last batch could not reach the SMTP server.
         self._unreachable = False
         self._faults = Throttle(FAULT_LOG_INTERVAL_S)
+        self._pruned_at: float | None = None  # never yet: at the first turn
 
     def wake(self) -> None:
         """Look for due messages now (an enqueue has committed)."""
@@ -91,6 +98,7 @@ class DeliveryLoop:
             try:
                 full = await self.deliver_batch() >= self._config.batch
                 await self._observe_depth()
+                await self._prune_if_due()
                 if self._store_down:
                     log.info("outbox: the database answers again, delivering")
                     self._store_down = False
@@ -219,6 +227,19 @@ class DeliveryLoop:
             "outbox: message %s: lease passed before its outcome was recorded (another "
             "worker has it now; it may be delivered twice)", claim.id,
         )  # fmt: skip
+
+    async def _prune_if_due(self) -> None:
+        """Now and then, delete what was sent long ago: the table holds what is waiting
+        and a bounded history, not every mail ever sent."""
+        keep_s = self._config.keep_sent_s
+        now = time.monotonic()
+        if not keep_s or (self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S):
+            return
+        self._pruned_at = now
+        # One bounded statement a turn: if more are due, the next turn (of the next
+        # poll, not an hour later) takes them.
+        if await self._store.purge_sent(keep_s, PRUNE_BATCH) == PRUNE_BATCH:
+            self._pruned_at = None
 
     async def _observe_depth(self) -> None:
         stats = await self._store.stats(self._config.channel)

@@ -206,3 +206,17 @@ async def test_a_mail_whose_claimer_died_is_delivered_once_its_lease_passes(mail
     assert not await mail.outbox.mark_sent(claim)
     assert not await mail.outbox.retry_later(claim, 1.0, "late")
     assert (await entry(mail, message_id)).state == "sent"
+
+
+async def test_sent_mail_is_pruned_once_past_its_keeping(mail, smtp_sink):
+    """Sent rows (bodies blank) are kept OUTBOX_KEEP_SENT_S, then deleted by the
+    workers: the table holds what waits and a bounded history."""
+    mail.start_delivery()
+    to = new_email()
+    message_id = await enqueue(mail, to)
+    await smtp_sink.next_mail(to, 15)
+    await eventually(lambda: _state(mail, message_id, "sent"))
+    assert await mail.outbox.purge_sent(3600, 1000) == 0  # sent just now: kept
+    await asyncio.sleep(0.1)
+    assert await mail.outbox.purge_sent(0.05, 1000) >= 1
+    assert all(e.id != message_id for e in await mail.outbox.list(1000))
