@@ -310,13 +310,15 @@ class AccountLifecycle:
         and a silent cooldown), whichever account asks: else accounts could take turns
         to flood one mailbox with working links."""
         policy = self._policy
-        await self._limiter.hit("mail-address", address, policy.requests_per_address,
+        # Buckets of their own: spent by strangers' accounts, the address's own
+        # requests (its reset, its confirmation) must not be refused or silenced.
+        await self._limiter.hit("change-address", address, policy.requests_per_address,
                                 path="newEmail")  # fmt: skip
         cooling = False
         if policy.resend_cooldown_s:
             try:
                 await self._limiter.hit(
-                    "mail-cooldown", address, Limit(1, policy.resend_cooldown_s)
+                    "change-cooldown", address, Limit(1, policy.resend_cooldown_s)
                 )
             except RateLimited:
                 cooling = True

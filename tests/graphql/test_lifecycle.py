@@ -504,3 +504,30 @@ async def test_disabling_an_account_ends_its_links(client, services, smtp_sink):
     await services.accounts.set_disabled(email, False)
     _, body = await client.post(RESET, {"token": token, "password": NEW_PASSWORD})
     assert body["data"]["resetPassword"]["errors"] == INVALID_TOKEN
+
+
+@pytest.mark.settings(rate_limit_email_per_address="2/3600", email_resend_cooldown_s=3600)
+async def test_email_changes_aimed_at_an_address_leave_its_own_requests_alone(client, smtp_sink):
+    """Strangers' accounts spending the limit (and cooldown) of mail to an address must
+    not refuse or silence that address's own reset."""
+    victim = new_email()
+    await client.register(victim)
+    for _ in range(3):
+        email = new_email()
+        await client.register(email)
+        access, _ = await logged_in(client, email)
+        await call(client, REQUEST_CHANGE, "requestEmailChange", access,
+                   email=victim, password=PASSWORD)  # fmt: skip
+    result = await call(client, REQUEST_RESET, "requestPasswordReset", email=victim)
+    assert result["status"] == 200
+    await mail_token(smtp_sink, victim, "/reset-password")
+
+
+@pytest.mark.settings(email_confirmation=True, rate_limit_login_failures_per_account="3/900")
+async def test_an_unconfirmed_account_is_locked_like_any_other(client):
+    """Wrong passwords count against an unconfirmed account as against any: guessing
+    its password is no faster."""
+    email = new_email()
+    await client.register(email)
+    answers = [(await client.login(email, f"wrong guess {n}"))["status"] for n in range(4)]
+    assert answers == [401, 401, 401, 429]
