@@ -3,7 +3,6 @@ the GraphiQL page)."""
 
 from __future__ import annotations
 
-from asyncio import Future
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +11,12 @@ from typing import Any
 import orjson
 import tornado.web
 
-from authsvc.core.passwords import admit_as
 from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.context import RequestContext, ResponseHints
 from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
-from authsvc.graphql.http import BadRequest, BoundedBodyHandler
+from authsvc.graphql.http import BadRequest
+from authsvc.graphql.paced_handler import PacedHandler
 from authsvc.graphql.pacing import Pacing
 from authsvc.services import Services
 
@@ -26,7 +25,7 @@ GRAPHIQL_PAGE = STATIC / "graphiql.html"
 
 
 @tornado.web.stream_request_body
-class GraphQLHandler(BoundedBodyHandler):
+class GraphQLHandler(PacedHandler):
     """The body is streamed so that an oversized one is refused (413) before it is
     buffered: from its Content-Length at once, or once the chunks pass the limit."""
 
@@ -47,7 +46,6 @@ class GraphQLHandler(BoundedBodyHandler):
         self.start_body(max_body_bytes)
         self.batch_max = batch_max
         self.pacing = pacing
-        self.closing = False  # closed once answered: it kept ignoring Retry-After
         self.hints = ResponseHints()
         self.answering = False  # until the whole body is in
 
@@ -56,13 +54,7 @@ class GraphQLHandler(BoundedBodyHandler):
         if self.request.method == "POST" and not _is_json(self.request.headers):
             self._refuse(BadRequest(415, JSON_ONLY))
             return
-        peer = self.request.remote_ip or ""
-        self.client_ip = self.addresses.resolve(peer, self.request.headers)
-        # Behind a proxy its connections carry many clients: the address tells them apart.
-        connection = getattr(self.request.connection, "stream", self.request.connection)
-        self.paced_connection = connection if self.client_ip == peer else None
-        self.caller = self.pacing.caller(self.paced_connection, self.client_ip)
-        admit_as(self.caller)
+        self.admit_client()
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             self._refuse(self._too_large())
@@ -166,22 +158,7 @@ class GraphQLHandler(BoundedBodyHandler):
         return response
 
     async def _pace(self) -> None:
-        """A refusal (busy, rate limited) of a login or registration is held (half a
-        second, or until a client that asked again too soon may ask), or its connection
-        closed (graphql/pacing.py); other answers are not delayed."""
-        if not self.caller.asked or self.application.settings["in_flight"].draining:
-            return
-        connection, retry_after_s = self.paced_connection, self.hints.retry_after_s
-        if await self.pacing.answered(connection, self.client_ip, self.caller, retry_after_s):
-            self.set_header("Connection", "close")
-            self.closing = True
-
-    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
-        written = super().finish(chunk)
-        stream = getattr(self.request.connection, "stream", None)
-        if self.closing and stream is not None:
-            written.add_done_callback(lambda _: stream.close())
-        return written
+        await self.pace(self.hints.retry_after_s)
 
     def _answer(self, response: Response) -> None:
         self.operation = response.operation

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from asyncio import Future
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,11 @@ import tornado.web
 
 from authsvc.core.errors import InvalidInput
 from authsvc.core.lifecycle import MAX_TOKEN_CHARS
-from authsvc.core.passwords import Caller, admit_as
 from authsvc.core.ratelimits import RateLimited
 from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.errors import UNAVAILABLE_RETRY_S, note_store_unavailable
-from authsvc.graphql.http import BoundedBodyHandler
+from authsvc.graphql.paced_handler import PacedHandler
 from authsvc.graphql.pacing import Pacing
 from authsvc.services import Services
 from authsvc.stores.base import StoreUnavailable
@@ -143,7 +141,7 @@ class PageTemplates:
 
 
 @tornado.web.stream_request_body
-class LinkPageHandler(BoundedBodyHandler):
+class LinkPageHandler(PacedHandler):
     """GET (and HEAD) show a page; POST spends its token. The body is streamed so that
     an oversized one is refused (413) before it is buffered, as on /graphql."""
 
@@ -166,7 +164,6 @@ class LinkPageHandler(BoundedBodyHandler):
         self.pacing = pacing
         self.start_body(max_body_bytes)
         self.public_host = public_host
-        self.closing = False  # closed once answered: it kept ignoring Retry-After
         self.answering = False  # until the whole body is in
 
     def prepare(self) -> None:
@@ -243,22 +240,18 @@ class LinkPageHandler(BoundedBodyHandler):
     async def _spend(self, token: str, password: str) -> None:
         flow = self.flow
         self.operation = flow.operation
-        peer = self.request.remote_ip or ""
-        address = self.addresses.resolve(peer, self.request.headers)
+        # Admission to hashing judges this client as it judges its GraphQL requests.
+        self.admit_client()
+        address = self.client_ip
         client = ClientInfo(
             ip=address,
             user_agent=self.request.headers.get("User-Agent", ""),
             limit_subject=self.addresses.limit_subject(address),
         )
-        # Admission to hashing judges this client as it judges its GraphQL requests.
-        connection = getattr(self.request.connection, "stream", self.request.connection)
-        paced_connection = connection if address == peer else None
-        caller = self.pacing.caller(paced_connection, address)
-        admit_as(caller)
         try:
             await flow.spend(self.services, token, password, client)
         except InvalidInput as exc:
-            await self._pace(paced_connection, address, caller, exc.retry_after_s)
+            await self.pace(exc.retry_after_s)
             self._refused(exc, token)
             return
         except StoreUnavailable as exc:
@@ -273,29 +266,11 @@ class LinkPageHandler(BoundedBodyHandler):
                 "then refused as invalid, your change was made.", error=True,
             )  # fmt: skip
             return
-        await self._pace(paced_connection, address, caller, None)
+        await self.pace(None)
         self.outcome = "ok"
         # 303: the browser GETs the result page; the token is in neither its URL nor
         # the history, and a reload shows the result without posting again.
         self.redirect(f"{flow.action}?done=1", status=303)
-
-    async def _pace(
-        self, connection: object | None, address: str, caller: Caller, retry_after_s: int | None
-    ) -> None:
-        """As GraphQLHandler._pace: a refusal of a request that asked for hashing is
-        held, or its connection closed, as a refused login would be."""
-        if not caller.asked or self.application.settings["in_flight"].draining:
-            return
-        if await self.pacing.answered(connection, address, caller, retry_after_s):
-            self.set_header("Connection", "close")
-            self.closing = True
-
-    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
-        written = super().finish(chunk)
-        stream = getattr(self.request.connection, "stream", None)
-        if self.closing and stream is not None:
-            written.add_done_callback(lambda _: stream.close())
-        return written
 
     def _refused(self, exc: InvalidInput, token: str) -> None:
         if exc.retry_after_s is not None:
