@@ -174,17 +174,25 @@ class AccountLifecycle:
         if not self._mailer.enabled:
             raise EmailDisabled()
         address = normalize_email(email)
+        await self._limiter.hit("mail-ip", client_ip, self._policy.requests_per_ip)
+        return address if await self._may_mail("mail", address, "email") else None
+
+    async def _may_mail(self, scope: str, address: str, path: str) -> bool:
+        """Count a mail to ``address`` against its limit (RateLimited past it) and its
+        resend cooldown: False while the cooldown holds (silently: the answer is the
+        same, only no mail goes). ``scope``: whose buckets these are."""
         policy = self._policy
-        await self._limiter.hit("mail-ip", client_ip, policy.requests_per_ip)
-        await self._limiter.hit("mail-address", address, policy.requests_per_address)
-        if policy.resend_cooldown_s:
-            try:
-                await self._limiter.hit(
-                    "mail-cooldown", address, Limit(1, policy.resend_cooldown_s)
-                )
-            except RateLimited:
-                return None
-        return address
+        await self._limiter.hit(f"{scope}-address", address, policy.requests_per_address,
+                                path=path)  # fmt: skip
+        if not policy.resend_cooldown_s:
+            return True
+        try:
+            await self._limiter.hit(
+                f"{scope}-cooldown", address, Limit(1, policy.resend_cooldown_s)
+            )
+        except RateLimited:
+            return False
+        return True
 
     @contextlib.asynccontextmanager
     async def _answer_floor(self, operation: str) -> AsyncIterator[None]:
@@ -309,22 +317,12 @@ class AccountLifecycle:
         The new address's mail is limited as every mail to an address is (per address,
         and a silent cooldown), whichever account asks: else accounts could take turns
         to flood one mailbox with working links."""
-        policy = self._policy
         # Buckets of their own: spent by strangers' accounts, the address's own
         # requests (its reset, its confirmation) must not be refused or silenced.
-        await self._limiter.hit("change-address", address, policy.requests_per_address,
-                                path="newEmail")  # fmt: skip
-        cooling = False
-        if policy.resend_cooldown_s:
-            try:
-                await self._limiter.hit(
-                    "change-cooldown", address, Limit(1, policy.resend_cooldown_s)
-                )
-            except RateLimited:
-                cooling = True
+        may_mail = await self._may_mail("change", address, "newEmail")
         taken = await self._users.get_by_email(address) is not None
         async with self._db.transaction() as tx:
-            if not taken and not cooling:
+            if not taken and may_mail:
                 issued = self._issue("change_email", user, address)
                 await self._record(tx, issued)
                 await self._mailer.enqueue(
