@@ -40,6 +40,7 @@ from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import Limit, RateLimited, RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
 from authsvc.mail.mailer import Mailer
+from authsvc.mail.templates import human_duration
 from authsvc.stores.account_tokens import AccountToken, Purpose, SQLAccountTokens, token_hash
 from authsvc.stores.base import DuplicateEmail, SessionStore, User
 from authsvc.stores.outbox import TransactionalDatabase, UnitOfWork
@@ -410,14 +411,3 @@ def _hashed(token: str) -> str | None:
 
 def _s(seconds: int) -> timedelta:
     return timedelta(seconds=seconds)
-
-
-def human_duration(seconds: int) -> str:
-    """How long a link lasts, as a mail says it: "24 hours", "1 hour", "30 minutes"."""
-    if seconds % 86400 == 0 and seconds >= 2 * 86400:
-        return f"{seconds // 86400} days"
-    if seconds % 3600 == 0:
-        hours = seconds // 3600
-        return "1 hour" if hours == 1 else f"{hours} hours"
-    minutes = max(1, round(seconds / 60))
-    return "1 minute" if minutes == 1 else f"{minutes} minutes"

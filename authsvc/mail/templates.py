@@ -88,14 +88,16 @@ class MailTemplates:
         return RenderedMail(" ".join(subject.split()), text, html)
 
 
-def human_duration(seconds: float) -> str:
-    """``expires_in`` as a reader says it: "24 hours", "1 hour", "30 minutes", "2 days"."""
+def human_duration(seconds: int) -> str:
+    """``expires_in`` as a reader says it: "24 hours", "1 hour", "90 minutes", "2 days".
+    Whole hours or days only when they are exact: a link must not be said to last
+    longer than it does."""
     if seconds >= 2 * 86400 and seconds % 86400 == 0:
-        count, unit = round(seconds / 86400), "day"
-    elif seconds >= 3600:
-        count, unit = round(seconds / 3600), "hour"
+        count, unit = seconds // 86400, "day"
+    elif seconds >= 3600 and seconds % 3600 == 0:
+        count, unit = seconds // 3600, "hour"
     elif seconds >= 60:
         count, unit = round(seconds / 60), "minute"
     else:
-        count, unit = max(1, round(seconds)), "second"
+        count, unit = max(1, seconds), "second"
     return f"{count} {unit}{'s' if count != 1 else ''}"

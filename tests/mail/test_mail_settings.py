@@ -129,3 +129,14 @@ async def test_production_without_smtp_runs_no_delivery_and_keeps_what_is_record
         async with services.users_db.transaction() as tx:  # the run's database is shared
             await tx.execute("DELETE FROM outbox")
         await services.close()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [(86400, "24 hours"), (3600, "1 hour"), (2 * 86400, "2 days"), (5400, "90 minutes"),
+     (60, "1 minute"), (7200, "2 hours"), (30, "30 seconds")],
+)  # fmt: skip
+def test_a_link_is_never_said_to_last_longer_than_it_does(seconds, said):
+    from authsvc.mail.templates import human_duration
+
+    assert human_duration(seconds) == said
