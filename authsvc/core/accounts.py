@@ -125,9 +125,10 @@ class AccountService:
         await self._limiter.hit("login-ip", client_ip, limits.login_attempts_per_ip)
         # Short window per account *and address*: one attacker's address cannot lock
         # the owner out. The long window bounds the account from all addresses.
+        (fail, fail_subject), (streak, streak_subject) = login_failure_counters(email, client_ip)
         reserved = [
-            ("login-fail", account_at(email, client_ip), limits.login_failures_per_account),
-            ("login-streak", email, limits.consecutive_failures),
+            (fail, fail_subject, limits.login_failures_per_account),
+            (streak, streak_subject, limits.consecutive_failures),
         ]
         held: list[tuple[str, str, Limit]] = []
         try:
@@ -256,6 +257,12 @@ class AccountService:
             await self._users.set_confirmed(user.id, self._clock())
         audit("email_confirmed", user_id=user.id)
         return user
+
+
+def login_failure_counters(email: str, client_ip: str) -> tuple[tuple[str, str], ...]:
+    """(scope, subject) of the counters of failed logins to the account of ``email``:
+    from ``client_ip``, and in a row from every address. A password reset clears them."""
+    return (("login-fail", account_at(email, client_ip)), ("login-streak", email))
 
 
 def account_at(email: str, client_ip: str) -> str:

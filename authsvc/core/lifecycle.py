@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from authsvc.core.accounts import account_at
+from authsvc.core.accounts import login_failure_counters
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import DomainError, FieldError, InvalidInput
@@ -278,11 +278,7 @@ class AccountLifecycle:
         # Again once the new hash is committed (SessionStore.revoke_all): a login that
         # read the old hash meanwhile is refused too.
         await self._sessions.revoke_all(current.id)
-        email = current.email
-        for scope, subject in (
-            ("login-streak", email),
-            ("login-fail", account_at(email, client_ip)),
-        ):
+        for scope, subject in login_failure_counters(current.email, client_ip):
             await self._limiter.reset(scope, subject)
         audit("password_reset", user_id=current.id)
 
