@@ -12,6 +12,8 @@ import tornado.routing
 import tornado.web
 
 from authsvc.graphql.client_address import ClientAddressResolver, UntrustedForwardingWarning
+from authsvc.graphql.discovery import PATHS as DISCOVERY_PATHS
+from authsvc.graphql.discovery import DiscoveryHandler, discovery_document
 from authsvc.graphql.endpoints import (
     HealthHandler,
     IntrospectionHandler,
@@ -137,7 +139,11 @@ def make_app(
                 "pacing": pacing,
             },
         ),
-        (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),
+        (
+            r"/\.well-known/jwks\.json",
+            JWKSHandler,
+            {"services": services, "max_age_s": settings.jwks_max_age_s},
+        ),
         (r"/healthz", HealthHandler),
         (r"/readyz", ReadinessHandler, {"services": services}),
     ]
@@ -161,6 +167,10 @@ def make_app(
                     },
                 )
             )
+    if settings.discovery_enabled:
+        # One document at both names: OIDC verifiers read the first, RFC 8414 ones the second.
+        discovery = {"document": discovery_document(settings), "max_age_s": settings.jwks_max_age_s}
+        routes.extend((path, DiscoveryHandler, discovery) for path in DISCOVERY_PATHS)
     if settings.graphiql_enabled:
         # The page's own assets, shipped in the package: it works with no internet.
         routes.append((r"/graphiql/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}))

@@ -22,6 +22,7 @@ from authsvc.stores.migrations import MigrationsPending
 # settings have said whether cryptography is needed (authsvc.optional_libraries).
 if TYPE_CHECKING:
     from authsvc.services import Services
+    from authsvc.signing import KeyInfo
 
 log = logging.getLogger("authsvc")
 
@@ -159,16 +160,38 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.keys_command == "list":
         for info in signing.list_keys(settings):
-            emit(f"{'*' if info.signing else ' '} {info.kid}  {info.source}")
+            emit(f"{'*' if info.signing else ' '} {info.kid}  {info.source}  {describe(info)}")
     elif args.keys_command == "generate":
         info = signing.generate_key(settings)
         state = "signs now" if info.signing else "published; run `authsvc keys rotate` to sign"
         emit(f"generated {info.kid} in {info.source} ({state})")
     elif args.keys_command == "rotate":
         info = signing.rotate_key(settings)
-        emit(f"{info.kid} signs now ({info.source}); restart the workers to pick it up")
+        emit(
+            f"{info.kid} signs now ({info.source}); every worker follows within "
+            f"{KEY_FOLLOW_BOUND_S} s; the former key retires in "
+            f"{settings.key_retention_s} s"
+        )
     elif args.keys_command == "remove":
         emit(f"removed {signing.remove_key(settings, args.kid)}")
+
+
+#: Within this every worker signs with a rotated key (key_reload.RELOAD_INTERVAL_S and
+#: the reading of the keys).
+KEY_FOLLOW_BOUND_S = 2
+
+
+def describe(info: KeyInfo) -> str:
+    """A key's state in `authsvc keys list`."""
+    state = info.state
+    if state is None or state.name in ("signing", "next"):
+        return "signing" if info.signing else "next (published, not signing yet)"
+    if state.until is None:
+        return "retired (published and accepted until removed)"
+    until = state.until.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if state.name == "retired":
+        return f"retired until {until} (published and accepted until then)"
+    return f"expired {until} (neither published nor accepted; `keys remove` deletes it)"
 
 
 async def run_admin_command(settings: Settings, args: argparse.Namespace) -> None:

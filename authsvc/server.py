@@ -126,6 +126,7 @@ async def serve(
         )
         server.add_sockets(sockets)
         services.start_delivery()  # the outbox's mail, in a task of its own
+        services.start_key_reload()  # `authsvc keys rotate` without a restart
         log.info(
             "worker %d (pid %d) listening on http://%s:%d/graphql "
             "(%s; users: %s, sessions: %s; loop: %s)",
@@ -150,6 +151,7 @@ async def serve(
     finally:
         if metrics_server is not None:
             metrics_server.stop()
+        await services.stop_key_reload()
         await services.stop_delivery(settings.shutdown_timeout_s)
         await services.close()
     log.info("worker %d stopped", worker)

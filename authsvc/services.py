@@ -20,6 +20,7 @@ from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
 from authsvc.core.sessions import SessionPolicy, SessionService
 from authsvc.core.tokens import TokenCodec, TokenType
 from authsvc.core.validation import PasswordPolicy, normalize_email
+from authsvc.key_reload import KeyReload
 from authsvc.mail.mailer import Mailer
 from authsvc.metrics import metrics
 from authsvc.settings import ConfigError, Settings
@@ -68,6 +69,16 @@ class Services:
     #: This process's delivery loop (started by `serve` only; None in production
     #: without SMTP_URL): see open_mail.
     delivery: DeliveryLoop | None = None
+    #: Follows JWT_KEYS_DIR (started by `serve` only; None with HMAC access tokens).
+    key_reload: KeyReload | None = None
+
+    def start_key_reload(self) -> None:
+        if self.key_reload is not None:
+            self.key_reload.start()
+
+    async def stop_key_reload(self) -> None:
+        if self.key_reload is not None:
+            await self.key_reload.stop()
 
     def start_delivery(self) -> None:
         """Start this process's delivery loop (a serving worker, once it listens)."""
@@ -197,7 +208,7 @@ async def open_services(
         forget_links=lifecycle.forget_links,
     )
     tokens = TokenCodec(
-        access=TokenType("access", access_ring(settings), settings.jwt_access_age_s),
+        access=TokenType("access", access_ring(settings, clock), settings.jwt_access_age_s),
         refresh=TokenType("refresh", refresh_ring(settings), settings.jwt_refresh_age_s),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
@@ -230,6 +241,7 @@ async def open_services(
         outbox=mail.outbox,
         mailer=mail.mailer,
         delivery=mail.delivery,
+        key_reload=None if settings.uses_hmac_access_tokens else KeyReload(settings, tokens, clock),
     )
 
 

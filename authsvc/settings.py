@@ -126,6 +126,20 @@ class Settings(BaseSettings):
     jwt_issuer: str = "authsvc"
     jwt_audience: str = "authsvc"
     jwt_leeway_s: int = Field(0, ge=0, le=30)
+    #: A key that `authsvc keys rotate` retired stays published and accepted for
+    #: JWT_ACCESS_AGE_S + JWT_LEEWAY_S + this, then drops out by itself: this covers the
+    #: workers that sign with it until they see the rotation (about 2 s) and clock skew
+    #: between hosts.
+    jwt_key_retire_margin_s: int = Field(60, ge=0, le=3600)
+
+    # --- discovery (RFC 8414, OpenID Connect Discovery) and the JWKS ------------------
+    #: GET /.well-known/openid-configuration and /.well-known/oauth-authorization-server;
+    #: unset: on in development, and in production when PUBLIC_URL is set (true in
+    #: production needs PUBLIC_URL: the documents' URLs are built from it).
+    discovery: bool | None = None
+    #: Cache-Control max-age of the JWKS and the discovery documents: a verifier may use
+    #: a set this old, so publish a key (`authsvc keys generate`) this long before it signs.
+    jwks_max_age_s: int = Field(300, ge=0, le=86400)
 
     # --- sessions ------------------------------------------------------------------------
     #: optional: the Node service's non-rotating `refresh` works beside `renew`;
@@ -372,6 +386,17 @@ class Settings(BaseSettings):
         return self.graphql_introspection
 
     @property
+    def discovery_enabled(self) -> bool:
+        if self.discovery is None:
+            return not self.is_production or self.public_url is not None
+        return self.discovery
+
+    @property
+    def key_retention_s(self) -> int:
+        """How long a retired key stays live: its longest-lived token, and the margin."""
+        return self.jwt_access_age_s + self.jwt_leeway_s + self.jwt_key_retire_margin_s
+
+    @property
     def uses_hmac_access_tokens(self) -> bool:
         return self.jwt_algorithm.startswith("HS")
 
@@ -457,6 +482,11 @@ class Settings(BaseSettings):
                 "PUBLIC_URL (or EMAIL_LINK_BASE_URL) is required in production with "
                 "SMTP_URL: the mails' links must point at the service's public address"
             )
+        if self.discovery and not self.public_url:
+            raise ValueError(
+                "PUBLIC_URL is required in production with DISCOVERY=true: the discovery "
+                "document's URLs must be the service's public address"
+            )
         return self
 
     @field_validator("public_url", "email_link_base_url")
@@ -474,8 +504,11 @@ class Settings(BaseSettings):
     @property
     def link_base_url(self) -> str:
         """What the mails' links start with."""
-        if self.email_link_base_url:
-            return self.email_link_base_url
+        return self.email_link_base_url or self.base_url
+
+    @property
+    def base_url(self) -> str:
+        """The service's own public base URL: PUBLIC_URL, else the listen address."""
         if self.public_url:
             return self.public_url
         host = f"[{self.app_host}]" if ":" in self.app_host else self.app_host

@@ -2,19 +2,24 @@
 
 Access tokens: HMAC with JWT_ACCESS_SECRET, or the private keys of JWT_KEYS_DIR (and
 JWT_PRIVATE_KEY). Refresh tokens: always HMAC with JWT_REFRESH_SECRET, since only
-authsvc ever verifies them.
+authsvc ever verifies them. `rotate` records when the former key stopped signing, so
+that the ring retires it by itself (core/keys.py); workers follow the folder
+(key_reload.py).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from authsvc.core.clock import Clock, utc_now
 from authsvc.core.keys import (
     Key,
     KeyConfigError,
     KeyRing,
+    KeyState,
     asymmetric_key,
     generate_private_key,
     hmac_key,
@@ -29,15 +34,14 @@ def refresh_ring(settings: Settings) -> KeyRing:
     return KeyRing(settings.refresh_algorithm, [hmac_key(_secret(settings, "refresh"))])
 
 
-def access_ring(settings: Settings) -> KeyRing:
+def access_ring(settings: Settings, clock: Clock = utc_now) -> KeyRing:
     """The access token keys. Outside production a missing asymmetric key is generated
     into JWT_KEYS_DIR; production raises ConfigError, one line naming what to do."""
     algorithm = settings.jwt_algorithm
     if settings.uses_hmac_access_tokens:
         return KeyRing(algorithm, [hmac_key(_secret(settings, "access"))])
     try:
-        keys = _asymmetric_keys(settings)
-        if not keys:
+        if not _asymmetric_keys(settings):
             if settings.is_production:
                 raise ConfigError(
                     f"JWT_ALGORITHM={algorithm} needs a private key: run `authsvc keys "
@@ -45,10 +49,22 @@ def access_ring(settings: Settings) -> KeyRing:
                 )
             info = generate_key(settings)
             log.warning("no %s key found: generated %s (development only)", algorithm, info.source)
-            keys = _asymmetric_keys(settings)
-        return KeyRing(algorithm, keys, _signing_kid(settings))
+        return load_access_ring(settings, clock)
     except (KeyConfigError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+
+
+def load_access_ring(settings: Settings, clock: Clock = utc_now) -> KeyRing:
+    """The asymmetric ring as the folder holds it now, generating nothing. Raises
+    KeyConfigError, ValueError (a file that is no key or record) or OSError."""
+    return KeyRing(
+        settings.jwt_algorithm,
+        _asymmetric_keys(settings),
+        _signing_kid(settings),
+        retired=keyfiles.read_retired(Path(settings.jwt_keys_dir)),
+        retention_s=settings.key_retention_s,
+        clock=clock,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +72,19 @@ class KeyInfo:
     kid: str
     source: str
     signing: bool
+    state: KeyState | None = None
 
 
 def list_keys(settings: Settings) -> list[KeyInfo]:
     ring = access_ring(settings)
     sources = {key.kid: source for source, key in _keyed_sources(settings)}
     return [
-        KeyInfo(kid=key.kid or "-", source=sources.get(key.kid, "-"), signing=key is ring.signing)
+        KeyInfo(
+            kid=key.kid or "-",
+            source=sources.get(key.kid, "-"),
+            signing=key is ring.signing,
+            state=ring.state(key),
+        )
         for key in ring.keys
     ]
 
@@ -86,24 +108,35 @@ def generate_key(settings: Settings) -> KeyInfo:
     return KeyInfo(kid=kid, source=str(path), signing=not existing)
 
 
-def rotate_key(settings: Settings) -> KeyInfo:
+def rotate_key(settings: Settings, now: datetime | None = None) -> KeyInfo:
     """Make the newest key of JWT_KEYS_DIR sign (generating one if the newest already
-    signs). Tokens of the older keys keep verifying until those keys are removed."""
+    signs). The key that signed until now is recorded as retired now: it keeps
+    verifying, and stays published, for JWT_ACCESS_AGE_S + JWT_LEEWAY_S +
+    JWT_KEY_RETIRE_MARGIN_S, then drops out by itself."""
     _require_asymmetric(settings)
     folder = Path(settings.jwt_keys_dir)
     files = keyfiles.key_files(folder)
+    previous = access_ring(settings).signing.kid
     newest = _file_kid(settings, files[-1]) if files else None
     if newest is None or newest == keyfiles.read_signing_kid(folder):
         info = generate_key(settings)
         newest, source = info.kid, info.source
     else:
         source = str(files[-1])
+    retired = keyfiles.read_retired(folder)
+    retired.pop(newest, None)
+    if previous is not None and previous != newest:
+        retired[previous] = now or utc_now()
+    # The record first: a worker that reads between the two writes sees the old key
+    # still signing (signing wins over a record), never a signing key with no record.
+    keyfiles.write_retired(folder, retired)
     keyfiles.write_signing_kid(folder, newest)
     return KeyInfo(kid=newest, source=source, signing=True)
 
 
 def remove_key(settings: Settings, kid: str) -> Path:
-    """Delete a retired key: tokens it signed stop verifying. Refuses the signing key."""
+    """Delete a key now: tokens it signed stop verifying in every worker within
+    key_reload's bound. Refuses the signing key."""
     _require_asymmetric(settings)
     folder = Path(settings.jwt_keys_dir)
     if kid == access_ring(settings).signing.kid:
@@ -111,6 +144,9 @@ def remove_key(settings: Settings, kid: str) -> Path:
     for path in keyfiles.key_files(folder):
         if _file_kid(settings, path) == kid:
             path.unlink()
+            retired = keyfiles.read_retired(folder)
+            if retired.pop(kid, None) is not None:
+                keyfiles.write_retired(folder, retired)
             return path
     raise ConfigError(f"no key {kid} in {folder}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import jwt
@@ -88,6 +88,14 @@ class TokenCodec:
         self._verified: OrderedDict[tuple[str, str], Claims] = OrderedDict()
         self._signers = {kind.typ: Signer(kind.ring) for kind in (access, refresh)}
 
+    def use_access_ring(self, ring: KeyRing) -> None:
+        """Sign and verify access tokens with ``ring`` from now on (the keys folder
+        changed). Claims verified with the old keys are forgotten: a removed key's
+        tokens are refused at once."""
+        self.access = replace(self.access, ring=ring)
+        self._signers[self.access.typ] = Signer(ring)
+        self._verified.clear()
+
     def issue(self, kind: TokenType, user_id: str, session_id: str, jti: str | None = None) -> str:
         """A signed token of ``kind``; ``exp = iat + lifetime``."""
         iat = int(self._clock().timestamp())
@@ -108,9 +116,10 @@ class TokenCodec:
         signature, other algorithm, unknown kid, expired, not yet valid, wrong issuer,
         audience or type, a required claim missing.
 
-        A token is immutable and the keys only change with a restart, so a verified
-        token's claims are kept (a bounded LRU per process) and only its expiry is
-        checked again: clients send the same access token many times. ``keep=False``
+        A token is immutable, so a verified token's claims are kept (a bounded LRU per
+        process) and only its expiry is checked again: clients send the same access
+        token many times. A new key ring empties it (use_access_ring); a retired key
+        outlives every token it signed, so its expiry needs no check here. ``keep=False``
         for a token about to be spent (renew, logout): it would only crowd out others.
         """
         cache_key = (kind.typ, token)

@@ -1,4 +1,5 @@
-"""Endpoints beside GraphQL: the JWKS, introspection (RFC 7662), health and readiness."""
+"""Endpoints beside GraphQL: the JWKS, introspection (RFC 7662), health and readiness
+(discovery.py: the discovery documents)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ from authsvc.services import Services
 
 
 class JWKSHandler(JSONHandler):
-    """GET /.well-known/jwks.json: the public keys that verify access tokens."""
+    """GET /.well-known/jwks.json: the public keys that verify access tokens, as the
+    ring holds them now (a retired key drops out when it expires). Verifiers cache the
+    set for JWKS_MAX_AGE_S; Tornado tags it with an ETag of its body and answers an
+    If-None-Match that matches with 304."""
 
-    #: Verifiers cache the set this long; a new key is published (`authsvc keys
-    #: generate`) well before it signs, so they fetch it in time.
-    MAX_AGE_S = 300
-
-    def initialize(self, services: Services) -> None:
+    def initialize(self, services: Services, max_age_s: int) -> None:
         self.services = services
+        self.max_age_s = max_age_s
 
     def get(self) -> None:
         self.outcome = "ok"
-        self.set_header("Cache-Control", f"public, max-age={self.MAX_AGE_S}")
+        self.set_header("Cache-Control", f"public, max-age={self.max_age_s}")
         self.write_json(200, self.services.tokens.access.ring.jwks())
 
 

@@ -1,13 +1,19 @@
-"""Private signing keys as PEM files in one folder (JWT_KEYS_DIR).
+"""Private signing keys as PEM files in one folder (JWT_KEYS_DIR), and their records.
 
 Files are named by their creation time (``20261126T153000123456Z.pem``), so sorting by
 name lists them oldest first on every host; ``signing-kid`` in the folder, when present,
-names the key that signs (else the newest does).
+names the key that signs (else the newest does); ``retired.json`` says when each former
+signing key stopped signing ({kid: ISO 8601 UTC time}).
+
+Every file is written whole under a temporary name and then renamed into place, so a
+worker that reads the folder while `authsvc keys …` writes it never sees half a PEM.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +22,11 @@ if TYPE_CHECKING:
     from authsvc.core.keys import PrivateKey
 
 SIGNING_KID_FILE = "signing-kid"
+RETIRED_FILE = "retired.json"
+
+#: What a folder looked like: (name, inode, size, mtime) of every entry, so that any
+#: write, rename or removal in it (and a Kubernetes secret's symlink swap) changes it.
+Fingerprint = tuple[tuple[str, int, int, int], ...]
 
 
 def load_pem(pem: bytes, source: str) -> PrivateKey:
@@ -38,6 +49,22 @@ def load_key_files(folder: Path) -> list[tuple[Path, PrivateKey]]:
     return [(path, load_pem(path.read_bytes(), str(path))) for path in key_files(folder)]
 
 
+def fingerprint(folder: Path) -> Fingerprint:
+    """A few stat calls: cheap enough to ask every second. Empty for a missing folder."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return ()
+    found = []
+    for entry in entries:
+        try:
+            info = entry.stat()  # follows symlinks: the target's change counts
+        except OSError:
+            continue  # removed between the listing and the stat: the next look sees it
+        found.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(sorted(found))
+
+
 def write_key(folder: Path, key: PrivateKey) -> Path:
     """Store ``key`` as a new file, readable by its owner only."""
     from cryptography.hazmat.primitives import serialization
@@ -49,9 +76,11 @@ def write_key(folder: Path, key: PrivateKey) -> Path:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    temporary = _write_temporary(folder, path.name, pem)
+    try:
+        os.link(temporary, path)  # atomic, and refuses to replace an existing key
+    finally:
+        temporary.unlink()
     return path
 
 
@@ -61,4 +90,41 @@ def read_signing_kid(folder: Path) -> str | None:
 
 
 def write_signing_kid(folder: Path, kid: str) -> None:
-    (folder / SIGNING_KID_FILE).write_text(kid + "\n")
+    _replace(folder, SIGNING_KID_FILE, (kid + "\n").encode())
+
+
+def read_retired(folder: Path) -> dict[str, datetime]:
+    """When each former signing key stopped signing. Raises ValueError for a file that
+    is not such a record."""
+    path = folder / RETIRED_FILE
+    if not path.is_file():
+        return {}
+    try:
+        records = json.loads(path.read_text())
+        retired = {str(kid): datetime.fromisoformat(at) for kid, at in records.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} holds no {{kid: time}} record") from exc
+    if any(at.tzinfo is None for at in retired.values()):
+        raise ValueError(f"{path}: every time needs its UTC offset")
+    return retired
+
+
+def write_retired(folder: Path, retired: dict[str, datetime]) -> None:
+    records = {kid: at.astimezone(UTC).isoformat() for kid, at in sorted(retired.items())}
+    _replace(folder, RETIRED_FILE, (json.dumps(records, indent=2) + "\n").encode())
+
+
+def _replace(folder: Path, name: str, content: bytes) -> None:
+    os.replace(_write_temporary(folder, name, content), folder / name)
+
+
+def _write_temporary(folder: Path, name: str, content: bytes) -> Path:
+    """``content`` in a new owner-only file of ``folder`` whose name no reader looks at
+    (it does not end in .pem), flushed to disk before it is renamed into place."""
+    temporary = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(content)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return temporary
