@@ -221,3 +221,15 @@ def test_an_env_file_with_hash_queue_max_keeps_working_beside_the_wait_bound(tmp
     with pytest.raises(ConfigError) as refused:
         production(hash_queue_max_wait_s=0)
     assert str(refused.value).startswith("HASH_QUEUE_MAX_WAIT_S:"), str(refused.value)
+
+
+def test_production_refuses_discovery_without_public_url():
+    with pytest.raises(ConfigError) as refused:
+        production(discovery=True)
+    message = str(refused.value)
+    assert message.startswith("PUBLIC_URL is required in production with DISCOVERY=true")
+    assert "\n" not in message
+    # Unset, it follows PUBLIC_URL: an upgraded deployment without one still starts.
+    assert not production().discovery_enabled
+    assert production(public_url="https://auth.example.com").discovery_enabled
+    assert production(public_url="https://auth.example.com", discovery=True).discovery_enabled
