@@ -10,11 +10,13 @@ favour of the fully specified "Ed25519", and the tests turn warnings into errors
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -25,6 +27,7 @@ from tests.e2e.processes import ServiceProcess, authsvc_command, child_env, free
 from tests.e2e.test_serve import migrate, production_env
 from tests.helpers import LOGIN, ME, PASSWORD, REFRESH, REGISTER, error_code, new_email
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 ACCESS_AGE_S = 4
 MARGIN_S = 1
 
@@ -65,6 +68,16 @@ def joserfc_verify(jwks_uri: str, token: str, issuer: str) -> dict[str, Any]:
         iss={"essential": True, "value": issuer}, aud={"essential": True, "value": "authsvc"}
     ).validate(decoded.claims)
     return decoded.claims
+
+
+def readme_verify(public: str) -> Any:
+    """The README's copy-paste verifier, configured from this service's document."""
+    block = re.search(r"```python\n(import json\n.*?DISCOVERY = .*?)```", README.read_text(), re.S)
+    assert block, "the README lost its discovery example"
+    code = block.group(1).replace("https://auth.example.com", public)
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - our own README
+    return namespace["verify"]
 
 
 def test_rotation_without_restart_seen_by_standard_verifiers(tmp_path, mysql_server, redis_server):

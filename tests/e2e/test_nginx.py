@@ -73,11 +73,16 @@ class Deployment:
 def deployment(tmp_path, mysql_server, redis_server):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "nginx is needed: .ci/run installs it (nginx-light)"
+    listen = free_port()
     env = production_env(mysql_server, redis_server)
-    env |= {"WORKERS": "1", "TRUSTED_PROXIES": "127.0.0.1"}
+    # PUBLIC_URL: nginx's address, which turns discovery on.
+    env |= {
+        "WORKERS": "1",
+        "TRUSTED_PROXIES": "127.0.0.1",
+        "PUBLIC_URL": f"http://127.0.0.1:{listen}",
+    }
     migrate(tmp_path, env)
     backends = [ServiceProcess(tmp_path, env) for _ in range(2)]
-    listen = free_port()
     config = nginx_config(tmp_path, listen, [b.port for b in backends])
     command = [nginx, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"]
     proxy = subprocess.Popen(command, stderr=subprocess.DEVNULL)
@@ -113,6 +118,8 @@ def test_the_whole_flow_through_nginx(deployment):
     # Only the public endpoints are exposed.
     conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=10)
     for path, status in (("/healthz", 200), ("/.well-known/jwks.json", 200),
+                         ("/.well-known/openid-configuration", 200),
+                         ("/.well-known/oauth-authorization-server", 200),
                          ("/readyz", 404), ("/introspect", 404)):  # fmt: skip
         conn.request("GET", path)
         response = conn.getresponse()
