@@ -172,6 +172,15 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
             f"{KEY_FOLLOW_BOUND_S} s; the former key retires in "
             f"{settings.key_retention_s} s"
         )
+        published_s = signing.published_for_s(info)
+        if published_s is not None and published_s < settings.jwks_max_age_s:
+            emit(
+                f"warning: {info.kid} was published {published_s:.0f} s ago, less than "
+                f"JWKS_MAX_AGE_S={settings.jwks_max_age_s}: a verifier that does not "
+                "refetch the JWKS on an unknown kid refuses its tokens until its cache "
+                "expires (next time: `keys generate`, wait, then `keys rotate`)",
+                error=True,
+            )
     elif args.keys_command == "remove":
         emit(f"removed {signing.remove_key(settings, args.kid)}")
 

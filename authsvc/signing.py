@@ -134,6 +134,12 @@ def rotate_key(settings: Settings, now: datetime | None = None) -> KeyInfo:
     return KeyInfo(kid=newest, source=source, signing=True)
 
 
+def published_for_s(info: KeyInfo) -> float | None:
+    """How long the key of ``info`` has been in the folder (so in the JWKS)."""
+    created = keyfiles.created_at(Path(info.source))
+    return None if created is None else (utc_now() - created).total_seconds()
+
+
 def remove_key(settings: Settings, kid: str) -> Path:
     """Delete a key now: tokens it signed stop verifying in every worker within
     key_reload's bound. Refuses the signing key."""

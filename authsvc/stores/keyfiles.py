@@ -84,6 +84,14 @@ def write_key(folder: Path, key: PrivateKey) -> Path:
     return path
 
 
+def created_at(path: Path) -> datetime | None:
+    """When the key file was written, from its name; None for a name of another form."""
+    try:
+        return datetime.strptime(path.stem, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def read_signing_kid(folder: Path) -> str | None:
     path = folder / SIGNING_KID_FILE
     return path.read_text().strip() or None if path.is_file() else None

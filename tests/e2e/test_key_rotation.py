@@ -49,7 +49,7 @@ def keys(cwd, env: dict[str, str], *args: str) -> str:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def kid(token: str) -> str:
@@ -124,7 +124,9 @@ def test_rotation_without_restart_seen_by_standard_verifiers(tmp_path, mysql_ser
 
         keys(tmp_path, env, "generate")  # published before it signs
         rotated_at = time.monotonic()
-        keys(tmp_path, env, "rotate")
+        said = keys(tmp_path, env, "rotate")
+        # Published a moment ago: the CLI warns (PyJWKClient copes: it refetches).
+        assert "signs now" in said and "warning:" in said and "JWKS_MAX_AGE_S=300" in said
         # Every worker follows: the next tokens all carry the new kid, within the bound.
         deadline = rotated_at + 4
         in_a_row, new = 0, old
