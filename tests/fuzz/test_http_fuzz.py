@@ -77,7 +77,8 @@ headers = st.fixed_dictionaries(
 )
 paths = st.sampled_from(
     ["/graphql", "/graphql?query=%7Bme%7Bid%7D%7D", "/graphql?query=mutation%7Blogout%7D",
-     "/graphql?variables=%7B", "/.well-known/jwks.json", "/introspect", "/", "/nope"]
+     "/graphql?variables=%7B", "/.well-known/jwks.json", "/.well-known/openid-configuration",
+     "/introspect", "/", "/nope"]
 )  # fmt: skip
 methods = st.sampled_from(["POST", "POST", "POST", "GET", "PUT", "DELETE", "OPTIONS"])
 
