@@ -19,6 +19,7 @@ from authsvc.graphql.endpoints import (
     ReadinessHandler,
 )
 from authsvc.graphql.executor import GraphQLExecutor
+from authsvc.graphql.forward_auth import ForwardAuthHandler
 from authsvc.graphql.handler import STATIC, GraphQLHandler
 from authsvc.graphql.http import JSONHandler, NotFoundHandler
 from authsvc.graphql.limits import QueryLimits
@@ -138,6 +139,15 @@ def make_app(
             },
         ),
         (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),
+        (
+            r"/auth",
+            ForwardAuthHandler,
+            {
+                "services": services,
+                "cookie": settings.forward_auth_cookie,
+                "cache_s": settings.forward_auth_cache_s,
+            },
+        ),
         (r"/healthz", HealthHandler),
         (r"/readyz", ReadinessHandler, {"services": services}),
     ]

@@ -263,6 +263,14 @@ class Settings(BaseSettings):
     #: Sessions and logs keep the full address.
     ipv6_rate_limit_prefix: int = Field(64, ge=32, le=128)
 
+    # --- forward-auth: GET /auth for nginx auth_request, Traefik ForwardAuth --------------
+    #: A cookie that holds the access token, for browser apps behind the proxy (read
+    #: when no Authorization: Bearer header is sent); unset: the header only.
+    forward_auth_cookie: str | None = Field(None, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+    #: How long a proxy may cache a 200 of /auth (keyed on the credentials): a revoked
+    #: session may pass for this long. 0: Cache-Control: no-store, revocation seen at once.
+    forward_auth_cache_s: int = Field(0, ge=0, le=60)
+
     # --- GraphQL limits (checked before any resolver runs) --------------------------------
     graphql_max_depth: int = Field(8, ge=2, le=100)
     graphql_max_aliases: int = Field(10, ge=0, le=10_000)
