@@ -108,12 +108,12 @@ class ForwardAuthHandler(JSONHandler):
         return token if len(token) <= MAX_TOKEN_CHARS else ""
 
     def _requirement_pairs(self) -> Iterator[tuple[str, str]]:
-        for name, values in self.request.query_arguments.items():
-            for value in values:
-                yield name, value.decode("utf-8", "replace")
-        for name, value in self.request.headers.get_all():
-            if name.lower().startswith(REQUIREMENT_HEADER.lower()):
-                yield name[len(REQUIREMENT_HEADER) :].lower().replace("-", "_"), value
+        for name, raw_values in self.request.query_arguments.items():
+            for raw in raw_values:
+                yield name, raw.decode("utf-8", "replace")
+        for header, value in self.request.headers.get_all():
+            if header.lower().startswith(REQUIREMENT_HEADER.lower()):
+                yield header[len(REQUIREMENT_HEADER) :].lower().replace("-", "_"), value
 
     def _allow_caching(self, expires_at: int) -> None:
         """FORWARD_AUTH_CACHE_S > 0: a proxy may keep this 200 that long, keyed on the

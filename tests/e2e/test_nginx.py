@@ -73,12 +73,13 @@ class EchoServer:
     headers it received, as JSON, and keeps them."""
 
     def __init__(self) -> None:
-        received = self.received = []
+        received: list[dict[str, str]] = []
+        self.received = received
 
         class Echo(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 received.append(headers)
                 body = json.dumps({"path": self.path, "headers": headers}).encode()

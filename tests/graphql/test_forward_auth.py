@@ -65,13 +65,13 @@ async def test_no_token_is_401_with_a_bare_challenge(client):
 
 
 async def test_forged_expired_and_wrong_type_tokens_are_invalid_token(client):
-    email, access, refresh = await user_of(client)
+    _email, access, refresh = await user_of(client)
     claims = jwt.decode(access, options={"verify_signature": False})
     forged = jwt.encode(claims, "another-secret-of-thirty-two-bytes!!", algorithm="HS256")
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, "", algorithm="none")
     expired = jwt.encode(claims | {"exp": int(time.time()) - 1}, ACCESS_SECRET, algorithm="HS256")
     other_user = jwt.encode(claims | {"sub": "someone-else"}, "x" * 40, algorithm="HS256")
-    header, payload, signature = access.split(".")
+    header, _payload, signature = access.split(".")
     swapped = ".".join(
         [header, base64.urlsafe_b64encode(json.dumps(claims | {"sub": "1"}).encode())
          .rstrip(b"=").decode(), signature]
@@ -139,7 +139,7 @@ async def unconfirm(services, backend, user_id: str) -> None:
 
 
 async def test_requirements_from_the_query_and_from_headers(client, services, backend):
-    email, access, _ = await user_of(client)  # at example.com, confirmed
+    _email, access, _ = await user_of(client)  # at example.com, confirmed
     assert (await forward_auth(client, access, "?confirmed=true")).code == 200
     assert (await forward_auth(client, access, "?email_domain=example.com")).code == 200
     assert (await forward_auth(client, access, "?email_domain=Other.org,EXAMPLE.com")).code == 200
