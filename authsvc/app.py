@@ -12,6 +12,7 @@ import tornado.routing
 import tornado.web
 
 from authsvc.graphql.client_address import ClientAddressResolver, UntrustedForwardingWarning
+from authsvc.graphql.cors import CORSPolicy
 from authsvc.graphql.endpoints import (
     HealthHandler,
     IntrospectionHandler,
@@ -96,6 +97,19 @@ class InFlight:
         return True
 
 
+def cors_policy(settings: Settings) -> CORSPolicy | None:
+    """/graphql's CORS; None when no origin is allowed (CORS off)."""
+    origins = settings.cors_allowed_origins
+    if not origins:
+        return None
+    return CORSPolicy(
+        origins=frozenset(origins),
+        any_origin=settings.cors_any_origin,
+        credentials=settings.cors_allow_credentials,
+        max_age_s=settings.cors_max_age_s,
+    )
+
+
 def make_app(
     settings: Settings, services: Services, in_flight: InFlight | None = None
 ) -> tornado.web.Application:
@@ -136,6 +150,7 @@ def make_app(
                 "batch_max": settings.graphql_batch_max,
                 "graphiql": settings.graphiql_enabled,
                 "pacing": pacing,
+                "cors": cors_policy(settings),
             },
         ),
         (r"/\.well-known/jwks\.json", JWKSHandler, {"services": services}),

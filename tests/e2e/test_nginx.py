@@ -26,6 +26,7 @@ from tests.helpers import LOGIN, LOGOUT, ME, PASSWORD, REFRESH, REGISTER, SESSIO
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 CLIENT_ADDRESS = "127.0.0.5"  # the test's requests leave from here; nginx is on 127.0.0.1
+APP_ORIGIN = "https://app.example.com"  # a page on another origin (CORS_ORIGINS)
 
 
 def nginx_config(
@@ -116,7 +117,7 @@ def deployment(tmp_path, mysql_server, redis_server):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "nginx is needed: .ci/run installs it (nginx-light)"
     env = production_env(mysql_server, redis_server)
-    env |= {"WORKERS": "1", "TRUSTED_PROXIES": "127.0.0.1"}
+    env |= {"WORKERS": "1", "TRUSTED_PROXIES": "127.0.0.1", "CORS_ORIGINS": APP_ORIGIN}
     migrate(tmp_path, env)
     backends = [ServiceProcess(tmp_path, env) for _ in range(2)]
     listen = free_port()
@@ -162,6 +163,16 @@ def test_the_whole_flow_through_nginx(deployment):
         response = conn.getresponse()
         response.read()
         assert response.status == status, path
+    # A browser's CORS preflight passes through nginx to authsvc and back.
+    conn.request("OPTIONS", "/graphql", headers={
+        "Origin": APP_ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    })  # fmt: skip
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 204
+    assert response.getheader("Access-Control-Allow-Origin") == APP_ORIGIN
+    assert "authorization" in response.getheader("Access-Control-Allow-Headers", "")
     conn.close()
     # Both replicas served: nginx spread the requests.
     served = [b.logs().count("authsvc.access") for b in backends]
