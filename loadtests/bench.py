@@ -250,7 +250,10 @@ def main() -> int:
     parser.add_argument("--json", default="bench-results.json", help="where to write results")
     parser.add_argument("--rounds", type=int, default=12, help="BCRYPT_ROUNDS of the server")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="rounds of ceiling, refresh, me and forward-auth (medians shown)"
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of ceiling, refresh, me and forward-auth (medians shown)",
     )
     parser.add_argument(
         "--run-id",
@@ -368,8 +371,8 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(results, workers, args.rounds, hash_s)
     print_flood_goals(flood_goals)
-    print(f"\nceiling, refresh, me and forward-auth: the median of {repeat} rounds; in each round "
-          "the ceiling answers refresh's requests\nand those three follow at once, each ÷ that "
+    print(f"\nceiling, refresh, me and forward-auth: the median of {repeat} rounds; in each "
+          "round the ceiling answers refresh's requests\nand those three follow at once, each ÷ that "
           "round's ceiling. The other scenarios ÷ the median ceiling.\nrefresh (during logins): the round of "
           f"median p99 of {repeat}.")  # fmt: skip
     Path(args.json).write_text(json.dumps(
