@@ -371,10 +371,10 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(results, workers, args.rounds, hash_s)
     print_flood_goals(flood_goals)
-    print(f"\nceiling, refresh, me and forward-auth: the median of {repeat} rounds; in each "
-          "round the ceiling answers refresh's requests\nand those three follow at once, each ÷ that "
-          "round's ceiling. The other scenarios ÷ the median ceiling.\nrefresh (during logins): the round of "
-          f"median p99 of {repeat}.")  # fmt: skip
+    print(f"\nceiling, refresh, me and forward-auth: the median of {repeat} rounds; in "
+          "each round the ceiling answers refresh's requests\nand those three follow at "
+          "once, each ÷ that round's ceiling. The other scenarios ÷ the median ceiling."
+          f"\nrefresh (during logins): the round of median p99 of {repeat}.")  # fmt: skip
     Path(args.json).write_text(json.dumps(
         {"workers": workers, "bcrypt_rounds": args.rounds, "seconds": seconds,
          "hash_seconds": hash_s, "capacity_per_second": capacity, "repeat": repeat,
