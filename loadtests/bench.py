@@ -397,7 +397,8 @@ def median_by(runs: list[T], key: Callable[[T], float]) -> T:
 
 def paired_rounds(server: Process, port: int, ceiling: Process, ceiling_port: int,
                   connections: int, seconds: float,
-                  scenarios: list[tuple[str, str, dict[str, str]]], repeat: int) -> tuple[list[Result], list[Result]]:  # fmt: skip
+                  scenarios: list[tuple[str, str, dict[str, str]]],
+                  repeat: int) -> tuple[list[Result], list[Result]]:  # fmt: skip
     """The ceiling, answering the first scenario's requests, then each scenario right
     after it, ``repeat`` times: each ratio is taken against the ceiling run just before
     it, so that the machine's drift between runs does not enter the ratio. Returns the
