@@ -81,6 +81,7 @@ class EchoServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 received.append(headers)
                 body = json.dumps({"path": self.path, "headers": headers}).encode()
@@ -89,6 +90,8 @@ class EchoServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            do_POST = do_DELETE = do_GET  # noqa: N815
 
             def log_message(self, *args) -> None:
                 pass
@@ -179,10 +182,13 @@ def test_the_whole_flow_through_nginx(deployment):
     assert all(count > 0 for count in served), served
 
 
-def get_api(port: int, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+def get_api(
+    port: int, headers: dict[str, str], method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("GET", "/api/orders?id=7", headers=headers)
+        body = b'{"order": 7}' if method == "POST" else None
+        conn.request(method, "/api/orders?id=7", body=body, headers=headers)
         response = conn.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -209,6 +215,10 @@ def test_forward_auth_guards_the_example_service(deployment):
     assert seen["x-auth-session-id"] == claims["sid"]
     assert "x_auth_user_id" not in seen
     assert json.loads(answer)["path"] == "/api/orders?id=7"
+    # nginx asks /auth the same way whatever the client's method.
+    for method in ("POST", "DELETE"):
+        status, _, answer = get_api(listen, {"Authorization": f"Bearer {access}"}, method)
+        assert status == 200, (method, answer)
     # Forged, missing, and revoked tokens never reach it.
     forged = jwt.encode(claims, "another-secret-of-thirty-two-bytes!!", algorithm="HS256")
     reached = len(echo.received)
