@@ -91,7 +91,7 @@ class EchoServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_POST = do_DELETE = do_GET  # noqa: N815
+            do_POST = do_DELETE = do_GET
 
             def log_message(self, *args) -> None:
                 pass
