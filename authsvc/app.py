@@ -12,6 +12,7 @@ import tornado.routing
 import tornado.web
 
 from authsvc.graphql.client_address import ClientAddressResolver, UntrustedForwardingWarning
+from authsvc.graphql.cors import CORSPolicy
 from authsvc.graphql.discovery import PATHS as DISCOVERY_PATHS
 from authsvc.graphql.discovery import DiscoveryHandler, discovery_document
 from authsvc.graphql.endpoints import (
@@ -21,6 +22,7 @@ from authsvc.graphql.endpoints import (
     ReadinessHandler,
 )
 from authsvc.graphql.executor import GraphQLExecutor
+from authsvc.graphql.forward_auth import ForwardAuthHandler
 from authsvc.graphql.handler import STATIC, GraphQLHandler
 from authsvc.graphql.http import JSONHandler, NotFoundHandler
 from authsvc.graphql.limits import QueryLimits
@@ -97,6 +99,19 @@ class InFlight:
         return True
 
 
+def cors_policy(settings: Settings) -> CORSPolicy | None:
+    """/graphql's CORS; None when no origin is allowed (CORS off)."""
+    origins = settings.cors_allowed_origins
+    if not origins:
+        return None
+    return CORSPolicy(
+        origins=frozenset(origins),
+        any_origin=settings.cors_any_origin,
+        credentials=settings.cors_allow_credentials,
+        max_age_s=settings.cors_max_age_s,
+    )
+
+
 def make_app(
     settings: Settings, services: Services, in_flight: InFlight | None = None
 ) -> tornado.web.Application:
@@ -137,12 +152,22 @@ def make_app(
                 "batch_max": settings.graphql_batch_max,
                 "graphiql": settings.graphiql_enabled,
                 "pacing": pacing,
+                "cors": cors_policy(settings),
             },
         ),
         (
             r"/\.well-known/jwks\.json",
             JWKSHandler,
             {"services": services, "max_age_s": settings.jwks_max_age_s},
+        ),
+        (
+            r"/auth",
+            ForwardAuthHandler,
+            {
+                "services": services,
+                "cookie": settings.forward_auth_cookie,
+                "cache_s": settings.forward_auth_cache_s,
+            },
         ),
         (r"/healthz", HealthHandler),
         (r"/readyz", ReadinessHandler, {"services": services}),

@@ -277,6 +277,25 @@ class Settings(BaseSettings):
     #: Sessions and logs keep the full address.
     ipv6_rate_limit_prefix: int = Field(64, ge=32, le=128)
 
+    # --- forward-auth: GET /auth for nginx auth_request, Traefik ForwardAuth --------------
+    #: A cookie that holds the access token, for browser apps behind the proxy (read
+    #: when no Authorization: Bearer header is sent); unset: the header only.
+    forward_auth_cookie: str | None = Field(None, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+    #: How long a proxy may cache a 200 of /auth (keyed on the credentials): a revoked
+    #: session may pass for this long. 0: Cache-Control: no-store, revocation seen at once.
+    forward_auth_cache_s: int = Field(0, ge=0, le=60)
+
+    # --- CORS (pages on other origins calling /graphql) --------------------------------
+    #: Origins (scheme://host[:port]) whose pages may call /graphql, comma-separated,
+    #: matched exactly; `*` for any page; `off` for none. Unset: none, except
+    #: http://localhost:3000 in development (the Node service's default).
+    cors_origins: str | None = None
+    #: Access-Control-Allow-Credentials: pages may send cookies. authsvc reads the
+    #: Authorization header, which needs none of this; never with `*`.
+    cors_allow_credentials: bool = False
+    #: How long a browser may reuse a preflight's answer; Chromium caps it at 7200.
+    cors_max_age_s: int = Field(600, ge=0, le=7200)
+
     # --- GraphQL limits (checked before any resolver runs) --------------------------------
     graphql_max_depth: int = Field(8, ge=2, le=100)
     graphql_max_aliases: int = Field(10, ge=0, le=10_000)
@@ -318,6 +337,32 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: str) -> str:
         parse_networks(value)  # raises ValueError naming the bad entry
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_cors_origins(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_origins(value)  # raises ValueError naming the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _check_cors(self) -> Settings:
+        if self.cors_allow_credentials and self.cors_any_origin:
+            # The browser refuses `*` on a credentialed request, and the way around it,
+            # echoing every Origin, lets any site act as its visitors.
+            raise ValueError("CORS_ORIGINS=* cannot be used with CORS_ALLOW_CREDENTIALS=true")
+        return self
+
+    @property
+    def cors_allowed_origins(self) -> tuple[str, ...]:
+        """The origins CORS answers, normalized; ``("*",)`` for any."""
+        if self.cors_origins is None:
+            return ("http://localhost:3000",) if self.node_env == "development" else ()
+        return parse_origins(self.cors_origins)
+
+    @property
+    def cors_any_origin(self) -> bool:
+        return self.cors_allowed_origins == ("*",)
 
     @field_validator("smtp_url")
     @classmethod
@@ -535,6 +580,55 @@ def parse_networks(entries: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6N
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or CIDR range") from None
     return networks
+
+
+#: The port an origin has when it names none (RFC 6454 §4): written, it is dropped.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origins(entries: str) -> tuple[str, ...]:
+    """CORS_ORIGINS: comma-separated origins, each normalized as a browser sends it in
+    ``Origin`` (lower-case scheme and host, no default port, no path), ``*`` alone, or
+    ``off``. Raises ValueError naming a bad entry.
+
+    Patterns (``https://*.example.com``) are refused, not matched: suffix and pattern
+    matching is how allowlists are classically bypassed (``https://example.com.evil.net``,
+    ``https://evilexample.com``, a forgotten subdomain taken over). ``null`` is refused:
+    it is the origin of sandboxed frames, ``file:`` pages and redirects, any page can
+    make it, so it allows nobody in particular."""
+    listed = [e.strip() for e in entries.split(",") if e.strip()]
+    if listed in ([], ["off"]):
+        return ()
+    if "*" in listed:
+        if len(listed) > 1:
+            raise ValueError("`*` must stand alone (it allows every origin)")
+        return ("*",)
+    return tuple(dict.fromkeys(_normalize_origin(entry) for entry in listed))
+
+
+def _normalize_origin(entry: str) -> str:
+    if entry.lower() == "null":
+        raise ValueError("`null` cannot be allowed: any page can send it")
+    if "*" in entry:
+        raise ValueError(f"{entry!r}: list each origin, patterns are not matched")
+    if not entry.isascii():
+        raise ValueError(f"{entry!r}: write the host in its ASCII (xn--) form")
+    parts = urlsplit(entry)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"{entry!r} is not an origin such as https://app.example.com")
+    if parts.username is not None or parts.path not in ("", "/") or "?" in entry or "#" in entry:
+        raise ValueError(f"{entry!r}: an origin is scheme://host[:port], nothing more")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{entry!r} has a port that is not a number from 1 to 65535") from None
+    host = parts.hostname  # lower-cased by urlsplit, brackets of IPv6 removed
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}"
 
 
 def split_smtp_url(url: str) -> SplitResult:

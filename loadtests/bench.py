@@ -7,7 +7,8 @@ scenario for a second, as `make test` does, so that the benchmark cannot rot.
 
 The ceiling answers the same requests as refresh (a token in the Authorization header
 costs Tornado's header parsing about a tenth of a request), with the same event loop
-and server settings, so that the ratio is authsvc's own cost. refresh and me are paired
+and server settings, so that the ratio is authsvc's own cost. refresh, me and forward-auth
+(GET /auth, as nginx's auth_request asks it) are paired
 with it round by round (--repeat) and their median round is shown; the smallest
 request's ceiling, as the issue first measured it, is shown beside it for reference.
 
@@ -249,7 +250,10 @@ def main() -> int:
     parser.add_argument("--json", default="bench-results.json", help="where to write results")
     parser.add_argument("--rounds", type=int, default=12, help="BCRYPT_ROUNDS of the server")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="rounds of ceiling, refresh and me (medians shown)"
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of ceiling, refresh, me and forward-auth (medians shown)",
     )
     parser.add_argument(
         "--run-id",
@@ -311,9 +315,12 @@ def main() -> int:
         try:
             refresh_request = {"QUERY": "mutation { refresh }", "TOKENS_FILE": str(refresh_file)}
             paired = [
-                ("refresh", refresh_request),
-                ("me", {"QUERY": "{ me { id email } }", "TOKENS_FILE": str(access_file)}),
-            ]
+                ("refresh", "graphql.lua", refresh_request),
+                ("me", "graphql.lua",
+                 {"QUERY": "{ me { id email } }", "TOKENS_FILE": str(access_file)}),
+                # What nginx's auth_request asks for every request it guards.
+                ("forward-auth", "forward_auth.lua", {"TOKENS_FILE": str(access_file)}),
+            ]  # fmt: skip
             single: list[tuple[str, str, dict[str, str]]] = [
                 ("renew", "renew.lua", {"TOKENS_FILE": str(renew_file)}),
                 # Clients that honour a busy answer's Retry-After.
@@ -364,10 +371,10 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(results, workers, args.rounds, hash_s)
     print_flood_goals(flood_goals)
-    print(f"\nceiling, refresh and me: the median of {repeat} rounds; in each round the ceiling "
-          "answers refresh's requests\nand refresh and me follow at once, each ÷ that round's "
-          "ceiling. The others ÷ the median ceiling.\nrefresh (during logins): the round of "
-          f"median p99 of {repeat}.")  # fmt: skip
+    print(f"\nceiling, refresh, me and forward-auth: the median of {repeat} rounds; in "
+          "each round the ceiling answers refresh's requests\nand those three follow at "
+          "once, each ÷ that round's ceiling. The other scenarios ÷ the median ceiling."
+          f"\nrefresh (during logins): the round of median p99 of {repeat}.")  # fmt: skip
     Path(args.json).write_text(json.dumps(
         {"workers": workers, "bcrypt_rounds": args.rounds, "seconds": seconds,
          "hash_seconds": hash_s, "capacity_per_second": capacity, "repeat": repeat,
@@ -389,23 +396,26 @@ def median_by(runs: list[T], key: Callable[[T], float]) -> T:
 
 
 def paired_rounds(server: Process, port: int, ceiling: Process, ceiling_port: int,
-                  connections: int, seconds: float, scenarios: list[tuple[str, dict[str, str]]],
+                  connections: int, seconds: float,
+                  scenarios: list[tuple[str, str, dict[str, str]]],
                   repeat: int) -> tuple[list[Result], list[Result]]:  # fmt: skip
     """The ceiling, answering the first scenario's requests, then each scenario right
     after it, ``repeat`` times: each ratio is taken against the ceiling run just before
     it, so that the machine's drift between runs does not enter the ratio. Returns the
     median round of the ceiling (by req/s) and of each scenario (by ratio), and every run."""
-    runs: dict[str, list[Result]] = {CEILING: []} | {name: [] for name, _ in scenarios}
+    runs: dict[str, list[Result]] = {CEILING: []} | {name: [] for name, _, _ in scenarios}
     for _ in range(repeat):
-        top = measure(CEILING, ceiling, ceiling_port, "graphql.lua", connections, seconds,
-                      scenarios[0][1])  # fmt: skip
+        top = measure(CEILING, ceiling, ceiling_port, scenarios[0][1], connections, seconds,
+                      scenarios[0][2])  # fmt: skip
         runs[CEILING].append(top)
-        for name, script_env in scenarios:
-            result = measure(name, server, port, "graphql.lua", connections, seconds, script_env)
+        for name, script, script_env in scenarios:
+            result = measure(name, server, port, script, connections, seconds, script_env)
             result.ratio_to_ceiling = result.rps / top.rps
             runs[name].append(result)
     medians = [median_by(runs[CEILING], lambda r: r.rps)]
-    medians += [median_by(runs[name], lambda r: r.ratio_to_ceiling or 0) for name, _ in scenarios]
+    medians += [
+        median_by(runs[name], lambda r: r.ratio_to_ceiling or 0) for name, _, _ in scenarios
+    ]
     return medians, [run for group in runs.values() for run in group]
 
 

@@ -83,6 +83,9 @@ class Caller:
 
     user: User
     session_id: str
+    #: When the access token expires (seconds since the epoch): what may cache the
+    #: answer must not keep it longer.
+    expires_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +191,7 @@ class SessionService:
         """The caller of a valid access token whose session is alive and whose account
         is neither gone nor disabled. Raises Unauthorized."""
         claims, user = await self._authenticated_claims(access_token)
-        return Caller(user=user, session_id=claims.sid)
+        return Caller(user=user, session_id=claims.sid, expires_at=claims.exp)
 
     async def user_for_access_token(self, access_token: str) -> User:
         return (await self.authenticate(access_token)).user

@@ -31,8 +31,14 @@ class RequestContext:
     def bearer_token(self) -> str:
         """The token of an ``authorization: Bearer <token>`` header (scheme matched
         case-insensitively). Raises Unauthorized for a missing, empty or odd header."""
-        scheme, _, token = (self.authorization or "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or " " in token:
-            raise Unauthorized()
-        return token
+        return bearer_token(self.authorization)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value (scheme matched
+    case-insensitively). Raises Unauthorized for a missing, empty or odd value."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthorized()
+    return token

@@ -14,6 +14,7 @@ import tornado.web
 from authsvc.core.sessions import ClientInfo
 from authsvc.graphql.client_address import ClientAddressResolver
 from authsvc.graphql.context import RequestContext, ResponseHints
+from authsvc.graphql.cors import ALLOWED_METHODS, CORSPolicy
 from authsvc.graphql.executor import GraphQLExecutor, MutationOverGet, Response
 from authsvc.graphql.http import BadRequest
 from authsvc.graphql.paced_handler import PacedHandler
@@ -29,6 +30,9 @@ class GraphQLHandler(PacedHandler):
     """The body is streamed so that an oversized one is refused (413) before it is
     buffered: from its Content-Length at once, or once the chunks pass the limit."""
 
+    #: CORS for pages on other origins; None: off (no CORS header, no Vary).
+    cors: CORSPolicy | None = None
+
     def initialize(
         self,
         executor: GraphQLExecutor,
@@ -38,7 +42,10 @@ class GraphQLHandler(PacedHandler):
         batch_max: int,
         pacing: Pacing,
         graphiql: bool = False,
+        cors: CORSPolicy | None = None,
     ) -> None:
+        self.cors = cors
+        self.set_default_headers()  # Tornado set them before the policy was known
         self.graphiql = graphiql
         self.executor = executor
         self.services = services
@@ -49,8 +56,20 @@ class GraphQLHandler(PacedHandler):
         self.hints = ResponseHints()
         self.answering = False  # until the whole body is in
 
+    def set_default_headers(self) -> None:
+        # Tornado calls this again on every clear(), send_error's too: an error answer
+        # (405, 500) keeps the CORS headers, so that the page can read it.
+        if self.cors is not None:
+            preflight = self.request.method == "OPTIONS" and bool(
+                self.request.headers.get("Access-Control-Request-Method")
+            )
+            for name, value in self.cors.headers(self.request.headers, preflight=preflight).items():
+                self.set_header(name, value)
+
     def prepare(self) -> None:
         super().prepare()
+        if self.request.method == "OPTIONS":
+            return  # a preflight carries no credentials: not admitted, paced or limited
         if self.request.method == "POST" and not _is_json(self.request.headers):
             self._refuse(BadRequest(415, JSON_ONLY))
             return
@@ -87,6 +106,17 @@ class GraphQLHandler(PacedHandler):
             return
         await self._pace()
         self._answer(response)
+
+    def options(self) -> None:
+        """A CORS preflight (or a plain OPTIONS): 204, cheap (nothing parsed, nothing
+        counted against a limit). An origin not allowed gets it too, with no CORS
+        header: its browser then refuses to send the request, and a refusal status
+        would tell a prober nothing more."""
+        self.answering = True
+        self.outcome = "options"
+        self.set_header("Allow", f"{ALLOWED_METHODS}, OPTIONS")
+        self.set_status(204)
+        self.finish()
 
     async def get(self) -> None:
         self.answering = True

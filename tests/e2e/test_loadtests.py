@@ -60,7 +60,7 @@ def test_bench_smoke(tmp_path, run_id, mysql_server, redis_server):
     written = json.loads(out.read_text())
     results = {(r["scenario"], r["connections"]): r for r in written["results"]}
     for scenario in ("ceiling, small request", "ceiling, refresh's request", "refresh", "renew",
-                     "me", "login", "register"):  # fmt: skip
+                     "me", "forward-auth", "login", "register"):  # fmt: skip
         measured = results[(scenario, 32)]
         assert measured["rps"] > 0 and measured["errors"] == 0, measured
         assert measured["peak_rss_mb"] > 0

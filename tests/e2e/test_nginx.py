@@ -6,6 +6,7 @@ compose config` where the compose client exists)."""
 from __future__ import annotations
 
 import http.client
+import http.server
 import json
 import re
 import shutil
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
 import pytest
 import yaml
 
@@ -24,14 +26,21 @@ from tests.helpers import LOGIN, LOGOUT, ME, PASSWORD, REFRESH, REGISTER, SESSIO
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 CLIENT_ADDRESS = "127.0.0.5"  # the test's requests leave from here; nginx is on 127.0.0.1
+APP_ORIGIN = "https://app.example.com"  # a page on another origin (CORS_ORIGINS)
 
 
-def nginx_config(tmp_path: Path, listen: int, upstreams: list[int]) -> Path:
-    """docker/nginx.conf with its listen port and upstream servers pointed at loopback,
-    and its files kept in ``tmp_path``: nothing else of it is changed."""
+def nginx_config(
+    tmp_path: Path, listen: int, upstreams: list[int], echo_port: int | None = None
+) -> Path:
+    """docker/nginx.conf with its listen port and upstream servers (authsvc's, and the
+    example service behind forward-auth) pointed at loopback, and its files kept in
+    ``tmp_path``: nothing else of it is changed."""
     config = (DOCKER / "nginx.conf").read_text()
     servers = "\n".join(f"        server 127.0.0.1:{port};" for port in upstreams)
     config, count = re.subn(r"^\s*server authsvc:3000[^\n]*$", servers, config, flags=re.M)
+    assert count == 1
+    echo = f"server 127.0.0.1:{echo_port or free_port()};"
+    config, count = re.subn(r"server echo:80;", echo, config)
     assert count == 1
     config = config.replace("listen 80;", f"listen 127.0.0.1:{listen};")
     config = config.replace("worker_processes auto;", (
@@ -60,6 +69,42 @@ def request(port: int, query: str, variables=None, token=None, headers=None):
         conn.close()
 
 
+class EchoServer:
+    """compose.yaml's `echo` (traefik/whoami) in small: answers every request with the
+    headers it received, as JSON, and keeps them."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, str]] = []
+        self.received = received
+
+        class Echo(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                received.append(headers)
+                body = json.dumps({"path": self.path, "headers": headers}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_DELETE = do_GET
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass
 class Deployment:
     """Two authsvc replicas (production, MariaDB + Redis) behind docker/nginx.conf."""
@@ -67,6 +112,7 @@ class Deployment:
     env: dict[str, str]
     backends: list[ServiceProcess]
     listen: int
+    echo: EchoServer
 
 
 @pytest.fixture
@@ -79,17 +125,20 @@ def deployment(tmp_path, mysql_server, redis_server):
     env |= {
         "WORKERS": "1",
         "TRUSTED_PROXIES": "127.0.0.1",
+        "CORS_ORIGINS": APP_ORIGIN,
         "PUBLIC_URL": f"http://127.0.0.1:{listen}",
     }
     migrate(tmp_path, env)
     backends = [ServiceProcess(tmp_path, env) for _ in range(2)]
-    config = nginx_config(tmp_path, listen, [b.port for b in backends])
+    echo = EchoServer()
+    config = nginx_config(tmp_path, listen, [b.port for b in backends], echo.port)
     command = [nginx, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"]
     proxy = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(listen, 15, proxy)
-        yield Deployment(env, backends, listen)
+        yield Deployment(env, backends, listen, echo)
     finally:
+        echo.close()
         proxy.terminate()
         proxy.wait(10)
         for backend in backends:
@@ -125,16 +174,86 @@ def test_the_whole_flow_through_nginx(deployment):
         response = conn.getresponse()
         response.read()
         assert response.status == status, path
+    # A browser's CORS preflight passes through nginx to authsvc and back.
+    conn.request("OPTIONS", "/graphql", headers={
+        "Origin": APP_ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    })  # fmt: skip
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 204
+    assert response.getheader("Access-Control-Allow-Origin") == APP_ORIGIN
+    assert "authorization" in response.getheader("Access-Control-Allow-Headers", "")
     conn.close()
     # Both replicas served: nginx spread the requests.
     served = [b.logs().count("authsvc.access") for b in backends]
     assert all(count > 0 for count in served), served
 
 
+def get_api(
+    port: int, headers: dict[str, str], method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        body = b'{"order": 7}' if method == "POST" else None
+        conn.request(method, "/api/orders?id=7", body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def test_forward_auth_guards_the_example_service(deployment):
+    listen, echo = deployment.listen, deployment.echo
+    email = new_email()
+    request(listen, REGISTER, {"email": email, "password": PASSWORD})
+    _, body = request(listen, LOGIN, {"email": email, "password": PASSWORD})
+    tokens = json.loads(body["data"]["login"]["payload"])
+    access = tokens["access_token"]
+    claims = jwt.decode(access, options={"verify_signature": False})
+    # A valid token reaches the service with the identity nginx copied from /auth, and
+    # what the client claimed under those names is overwritten or dropped.
+    spoofed = {"X-Auth-User-Id": "admin", "X-Auth-Email": "root@example.com",
+               "X-Auth-Request-User": "admin", "X_Auth_User_Id": "admin"}  # fmt: skip
+    status, _, answer = get_api(listen, {"Authorization": f"Bearer {access}"} | spoofed)
+    assert status == 200, answer
+    seen = json.loads(answer)["headers"]
+    assert seen["x-auth-user-id"] == seen["x-auth-request-user"] == claims["sub"]
+    assert seen["x-auth-email"] == seen["x-auth-request-email"] == email
+    assert seen["x-auth-session-id"] == claims["sid"]
+    assert "x_auth_user_id" not in seen
+    assert json.loads(answer)["path"] == "/api/orders?id=7"
+    # nginx asks /auth the same way whatever the client's method.
+    for method in ("POST", "DELETE"):
+        status, _, answer = get_api(listen, {"Authorization": f"Bearer {access}"}, method)
+        assert status == 200, (method, answer)
+    # Forged, missing, and revoked tokens never reach it.
+    forged = jwt.encode(claims, "another-secret-of-thirty-two-bytes!!", algorithm="HS256")
+    reached = len(echo.received)
+    status, headers, body = get_api(listen, {"Authorization": f"Bearer {forged}"} | spoofed)
+    assert status == 401 and 'error="invalid_token"' in headers.get("WWW-Authenticate", ""), headers
+    assert json.loads(body) == {"errors": [{"message": "Unauthorized"}]}
+    assert headers["Cache-Control"] == "no-store"
+    status, headers, _ = get_api(listen, spoofed)
+    assert status == 401 and headers["WWW-Authenticate"] == 'Bearer realm="authsvc"'
+    request(listen, LOGOUT, token=tokens["refresh_token"])
+    status, _, _ = get_api(listen, {"Authorization": f"Bearer {access}"})
+    assert status == 401
+    assert len(echo.received) == reached
+    # The forward-auth endpoint itself is for nginx only.
+    for path in ("/auth", "/_authsvc_auth"):
+        conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=10)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {access}"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 404, path
+        conn.close()
+
+
 def test_compose_file_declares_the_deployment():
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"mariadb", "redis", "migrate", "authsvc", "nginx"}
+    assert set(services) == {"mariadb", "redis", "migrate", "authsvc", "echo", "nginx"}
     assert services["authsvc"]["deploy"]["replicas"] == 2
     assert services["authsvc"]["depends_on"]["migrate"]["condition"] == (
         "service_completed_successfully"

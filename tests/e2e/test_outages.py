@@ -88,6 +88,13 @@ async def test_redis_down_then_back(client, redis_instance):
     assert unavailable(body, "login") and elapsed < ANSWER_BOUND_S
     _, body = await client.post(ME, token=access)  # checks the session is alive
     assert unavailable(body, "me")
+    # Forward-auth refuses (nginx turns any answer but 2xx/401/403 into a 500).
+    response, elapsed = await timed(
+        client.raw("GET", "/auth", headers={"Authorization": f"Bearer {access}"})
+    )
+    assert response.code == 503 and elapsed < ANSWER_BOUND_S
+    assert response.headers["Retry-After"] == "1" and "X-Auth-User-Id" not in response.headers
+    assert b"Traceback" not in response.body
 
     response = await client.raw("GET", "/readyz")
     body = json.loads(response.body)
