@@ -77,6 +77,10 @@ class DeliveryLoop:
         self._unreachable = False
         self._faults = Throttle(FAULT_LOG_INTERVAL_S)
         self._pruned_at: float | None = None  # never yet: at the first turn
+        #: Routes being sent to by tasks of their own (channels of concurrency > 1).
+        self._busy: dict[str, asyncio.Task[bool]] = {}
+        #: Sends at once across those tasks (the channel's concurrency).
+        self._sending = asyncio.Semaphore(max(1, channel.concurrency))
 
     def wake(self) -> None:
         """Look for due messages now (an enqueue has committed)."""
@@ -103,6 +107,15 @@ class DeliveryLoop:
                 await task
 
     async def _run(self) -> None:
+        try:
+            await self._turns()
+        finally:
+            # Sends in flight get what is left of stop()'s grace (a cancel reaches them
+            # through the gather); one cut short is sent again once its lease passes.
+            if self._busy:
+                await asyncio.gather(*self._busy.values(), return_exceptions=True)
+
+    async def _turns(self) -> None:
         while not self._stopping:
             self._wake.clear()
             full = False
@@ -144,6 +157,8 @@ class DeliveryLoop:
     async def deliver_batch(self) -> int:
         """Claim one batch and deliver it; returns how many were claimed. Raises
         StoreUnavailable (the batch's claims then pass with their lease)."""
+        if self._channel.concurrency > 1:
+            return await self._dispatch_batch()
         started = time.monotonic()
         claims = await self._store.claim(self._channel.name, self._config.batch,
                                          self._config.lease_s)  # fmt: skip
@@ -162,6 +177,44 @@ class DeliveryLoop:
             )  # fmt: skip
         self._unreachable = all(down)
         return len(claims)
+
+    async def _dispatch_batch(self) -> int:
+        """Claim one batch, leaving out the routes still being sent to, and give each
+        route of it a task of its own; returns how many were claimed, without waiting
+        for the sends. So a route that hangs until its timeout holds up only its own
+        messages: the others' next events are claimed and sent meanwhile (a batch that
+        waited for its slowest route would hold each of them up to WEBHOOK_TIMEOUT_S
+        whenever the hanging endpoint's retries come due). Each route's messages still
+        go one after the other, and a route is never sent to by two tasks here.
+        Needs a channel whose route is the recipient (webhooks: the endpoint)."""
+        if len(self._busy) >= self._channel.concurrency:
+            return 0  # a route that ends wakes the loop
+        started = time.monotonic()
+        claims = await self._store.claim(self._channel.name, self._config.batch,
+                                         self._config.lease_s, skip=tuple(self._busy))  # fmt: skip
+        send_by = started + self._config.lease_s - self._config.send_timeout_s
+        self._unreachable = False  # a route that is down waits as its backoff says
+        routes: dict[str, list[ClaimedMessage]] = {}
+        for claim in claims:
+            routes.setdefault(self._channel.route(claim.recipient), []).append(claim)
+        for route, group in routes.items():
+            task = asyncio.get_running_loop().create_task(self._route_task(group, send_by))
+            self._busy[route] = task
+            task.add_done_callback(lambda _, route=route: self._route_done(route))  # type: ignore[misc]
+        return len(claims)
+
+    async def _route_task(self, claims: list[ClaimedMessage], send_by: float) -> bool:
+        async with self._channel.session() as session:
+            return await self._deliver_route(session, claims, send_by, self._sending)
+
+    def _route_done(self, route: str) -> None:
+        task = self._busy.pop(route, None)
+        failed = task is not None and not task.cancelled() and task.exception() is not None
+        # A store outage while recording, say: the route's claims pass with their lease.
+        if failed and task is not None and self._faults.due("route") is not None:
+            log.warning("outbox: %s delivery to %s ended early: %s", self._channel.name,
+                        self._channel.describe(route), task.exception())  # fmt: skip
+        self._wake.set()
 
     async def _deliver_route(
         self,
