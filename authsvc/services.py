@@ -5,6 +5,7 @@ The only place that knows which adapter backs which protocol.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import ssl
@@ -82,9 +83,10 @@ class Services:
                 loop.start()
 
     async def stop_delivery(self, grace_s: float = 10.0) -> None:
-        for loop in (self.delivery, self.webhook_delivery):
-            if loop is not None:
-                await loop.stop(grace_s)
+        """Stop the loops together: each gets the same ``grace_s``, not one after
+        the other's."""
+        loops = [loop for loop in (self.delivery, self.webhook_delivery) if loop is not None]
+        await asyncio.gather(*(loop.stop(grace_s) for loop in loops))
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: "ok", or why it is not."""

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from authsvc.core.events import EVENT_TYPES
+from authsvc.core.events import EVENT_TYPES, NO_EVENTS
 from tests.helpers import (
     CHANGE_PASSWORD,
     LOGOUT,
@@ -236,3 +236,13 @@ async def test_an_event_no_endpoint_wants_writes_nothing(client, services):
     assert await call(client, LOGOUT, "logout", refresh) is True
     assert await services.outbox.list(100) == []  # no mail either: none was due
     assert not services.events.wants("session.revoked")
+
+
+@pytest.mark.settings(webhooks=None)
+async def test_without_webhooks_there_is_no_loop_and_no_event(client, services):
+    assert services.webhook_delivery is None and services.events is NO_EVENTS
+    email = new_email()
+    await client.register(email)
+    _, refresh = await login(client, email)
+    assert await call(client, LOGOUT, "logout", refresh) is True
+    assert await services.outbox.list(100) == []
