@@ -14,7 +14,7 @@ from authsvc import __version__
 from authsvc.core.errors import DomainError, InvalidInput
 from authsvc.logs import configure_logging
 from authsvc.optional_libraries import leave_out_cryptography, needs_cryptography
-from authsvc.settings import ConfigError, Settings, load_settings
+from authsvc.settings import ConfigError, Settings, endpoint_shown, load_settings
 from authsvc.stores.base import StoreUnavailable
 from authsvc.stores.migrations import MigrationsPending
 
@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("session_id", nargs="?")
     target.add_argument("--all", action="store_true", help="every session of the account")
-    outbox = commands.add_parser("outbox", help="see, retry and purge the mail outbox")
+    outbox = commands.add_parser(
+        "outbox", help="see, retry and purge the outbox (mail and webhooks)"
+    )
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
     outbox_list = outbox_commands.add_parser(
         "list", help="messages, newest first (never their bodies)"
@@ -266,9 +268,12 @@ async def sessions_revoke(opened: Services, args: argparse.Namespace) -> None:
 async def outbox_list(opened: Services, args: argparse.Namespace) -> None:
     entries = await opened.outbox.list(args.limit, args.state)
     for entry in entries:
-        emit(f"{entry.id}  {entry.kind}  {entry.state}  attempts {entry.attempts}  "
-             f"next {entry.next_attempt_at.isoformat(timespec='seconds')}  "
-             f"created {entry.created_at.isoformat(timespec='seconds')}  "
+        # A webhook's endpoint is the operator's own setting (its query left out); a
+        # mail's recipient is a user's address, never printed.
+        to = f"  to {endpoint_shown(entry.recipient)}" if entry.channel == "webhook" else ""
+        emit(f"{entry.id}  {entry.channel}  {entry.kind}  {entry.state}  attempts "
+             f"{entry.attempts}  next {entry.next_attempt_at.isoformat(timespec='seconds')}  "
+             f"created {entry.created_at.isoformat(timespec='seconds')}{to}  "
              f"{entry.last_error or '-'}")  # fmt: skip
     emit(f"{len(entries)} messages")
 

@@ -177,7 +177,8 @@ def metrics_app(registry: CollectorRegistry, refresh: Any = None) -> tornado.web
 
 @dataclass
 class MailMetrics:
-    """The outbox's mail, by kind (a bounded set: mail/templates.py KINDS)."""
+    """One outbox channel's messages by kind: mail by mail/templates.py KINDS (a bounded
+    set), webhooks by event type."""
 
     queued: Counter
     sent: Counter
@@ -185,6 +186,8 @@ class MailMetrics:
     dead: Counter
     depth: Gauge
     oldest_age: Gauge
+    #: Events that could not be recorded at all (webhooks only).
+    lost: Counter | None = None
 
 
 _mail_metrics: MailMetrics | None = None
@@ -210,3 +213,39 @@ def mail_metrics() -> MailMetrics:
                              "Age of the oldest mail queued or being sent", **livemax),
         )  # fmt: skip
     return _mail_metrics
+
+
+_webhook_metrics: MailMetrics | None = None
+
+
+def webhook_metrics() -> MailMetrics:
+    """The outbox's webhooks, by event type (a bounded set: core/events.py EVENT_TYPES),
+    in the mail metrics' shape: queued, delivered, retried, dead, and the gauges."""
+    global _webhook_metrics
+    if _webhook_metrics is None:
+        livemax: dict[str, Any] = {"multiprocess_mode": "livemax"}
+        _webhook_metrics = MailMetrics(
+            queued=Counter("authsvc_webhook_queued_total",
+                           "Webhook deliveries recorded in the outbox (one per endpoint)",
+                           ["kind"]),
+            sent=Counter("authsvc_webhook_delivered_total",
+                         "Webhook deliveries an endpoint answered 2xx", ["kind"]),
+            retried=Counter("authsvc_webhook_retried_total",
+                            "Failed webhook deliveries that will be tried again", ["kind"]),
+            dead=Counter("authsvc_webhook_dead_total",
+                         "Webhook deliveries given up on (out of attempts)", ["kind"]),
+            depth=Gauge("authsvc_webhook_outbox_depth",
+                        "Webhook deliveries queued or being sent", **livemax),
+            oldest_age=Gauge("authsvc_webhook_outbox_oldest_age_seconds",
+                             "Age of the oldest webhook delivery queued or being sent",
+                             **livemax),
+            lost=Counter("authsvc_webhook_events_lost_total",
+                         "Events of Redis-only state (session.revoked, login.locked) that "
+                         "could not be recorded (the database was down)", ["kind"]),
+        )  # fmt: skip
+    return _webhook_metrics
+
+
+def outbox_metrics(channel: str) -> MailMetrics:
+    """The metrics of one outbox channel ("email", "webhook")."""
+    return webhook_metrics() if channel == "webhook" else mail_metrics()

@@ -125,7 +125,7 @@ async def serve(
             settings.app_port, settings.app_host, reuse_port=True
         )
         server.add_sockets(sockets)
-        services.start_delivery()  # the outbox's mail, in a task of its own
+        services.start_delivery()  # the outbox's mail and webhooks, a task per channel
         services.start_key_reload()  # `authsvc keys rotate` without a restart
         log.info(
             "worker %d (pid %d) listening on http://%s:%d/graphql "

@@ -5,6 +5,7 @@ The only place that knows which adapter backs which protocol.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import ssl
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from authsvc.core.accounts import AccountService
 from authsvc.core.clock import Clock, utc_now
+from authsvc.core.events import NO_EVENTS, Changes, EventSink
 from authsvc.core.lifecycle import AccountLifecycle, LifecyclePolicy
 from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import Limit, RateLimiter, RateLimitPolicy
@@ -35,7 +37,8 @@ from authsvc.stores.redis import open_client as open_redis
 from authsvc.stores.sql import SQLUserStore
 
 if TYPE_CHECKING:  # imported where used: aiosqlite stays unloaded on MySQL + Redis
-    from authsvc.mail.delivery import DeliveryLoop
+    from authsvc.core.outbox import RetryPolicy
+    from authsvc.delivery.loop import DeliveryLoop, DeliverySettings
     from authsvc.stores import sqlite
 
 log = logging.getLogger(__name__)
@@ -66,11 +69,15 @@ class Services:
     hashing_backlog: Callable[[], int] = lambda: 0
     pool_usage: PoolUsage = lambda: None
 
-    #: This process's delivery loop (started by `serve` only; None in production
-    #: without SMTP_URL): see open_mail.
+    #: This process's delivery loop of mail (started by `serve` only; None in
+    #: production without SMTP_URL): see open_mail.
     delivery: DeliveryLoop | None = None
     #: Follows JWT_KEYS_DIR (started by `serve` only; None with HMAC access tokens).
     key_reload: KeyReload | None = None
+    #: Where the webhooks' events are recorded (NO_EVENTS without WEBHOOKS), and the
+    #: delivery loop of the "webhook" channel (None without WEBHOOKS): open_webhooks.
+    events: EventSink = NO_EVENTS
+    webhook_delivery: DeliveryLoop | None = None
 
     def start_key_reload(self) -> None:
         if self.key_reload is not None:
@@ -81,13 +88,16 @@ class Services:
             await self.key_reload.stop()
 
     def start_delivery(self) -> None:
-        """Start this process's delivery loop (a serving worker, once it listens)."""
-        if self.delivery is not None:
-            self.delivery.start()
+        """Start this process's delivery loops (a serving worker, once it listens)."""
+        for loop in (self.delivery, self.webhook_delivery):
+            if loop is not None:
+                loop.start()
 
     async def stop_delivery(self, grace_s: float = 10.0) -> None:
-        if self.delivery is not None:
-            await self.delivery.stop(grace_s)
+        """Stop the loops together: each gets the same ``grace_s``, not one after
+        the other's."""
+        loops = [loop for loop in (self.delivery, self.webhook_delivery) if loop is not None]
+        await asyncio.gather(*(loop.stop(grace_s) for loop in loops))
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: "ok", or why it is not."""
@@ -170,11 +180,13 @@ async def open_services(
             settings, closers, probes, during_outage, databases=databases
         )
         mail = open_mail(settings, databases["users"], clock)
+        hooks = open_webhooks(settings, mail.outbox, databases["users"], clock)
     except BaseException:
         for close in reversed(closers):
             await close()
         raise
     closers.append(mail.stop)  # last opened, first closed: before the pool it uses
+    closers.append(hooks.stop)
     hasher = PasswordHasher(
         settings.bcrypt_rounds,
         settings.effective_hash_threads,
@@ -194,8 +206,9 @@ async def open_services(
     )
     lifecycle = account_lifecycle(
         settings, databases["users"], users, sessions, mail.mailer, hasher, limiter, clock,
-        password_policy,
+        password_policy, hooks.events,
     )  # fmt: skip
+    assert isinstance(users, SQLUserStore)  # both user stores are SQL tables
     accounts = AccountService(
         users,
         sessions,
@@ -206,6 +219,7 @@ async def open_services(
         email_confirmation=settings.email_confirmation,
         create_unconfirmed=lifecycle.create_unconfirmed,
         forget_links=lifecycle.forget_links,
+        changes=Changes(databases["users"], users, hooks.events) if hooks.enabled else None,
     )
     tokens = TokenCodec(
         access=TokenType("access", access_ring(settings, clock), settings.jwt_access_age_s),
@@ -231,6 +245,7 @@ async def open_services(
                 idle_timeout_s=settings.session_idle_timeout_s,
             ),
             hasher=hasher,
+            events=hooks.events,
         ),
         closers=closers,
         probes=probes,
@@ -242,6 +257,8 @@ async def open_services(
         mailer=mail.mailer,
         delivery=mail.delivery,
         key_reload=None if settings.uses_hmac_access_tokens else KeyReload(settings, tokens, clock),
+        events=hooks.events,
+        webhook_delivery=hooks.delivery,
     )
 
 
@@ -255,6 +272,7 @@ def account_lifecycle(
     limiter: RateLimiter,
     clock: Clock,
     password_policy: PasswordPolicy,
+    events: EventSink = NO_EVENTS,
 ) -> AccountLifecycle:
     """The account flows by email, on the users database's tables."""
     assert isinstance(users, SQLUserStore)  # both user stores are SQL tables
@@ -277,6 +295,7 @@ def account_lifecycle(
         ),
         password_policy=password_policy,
         floor_overrun=lambda operation: metrics().answer_floor_overruns.labels(operation).inc(),
+        events=events,
     )  # fmt: skip
 
 
@@ -415,10 +434,9 @@ def open_mail(settings: Settings, db: OutboxDatabase, clock: Clock) -> Mail:
     delivery loop that sends it: over SMTP_URL, or to the log in development without it.
     Production without SMTP_URL has no loop (nothing could be delivered) and a disabled
     mailer. Raises ConfigError for a mail template that cannot be compiled."""
-    from authsvc.core.outbox import RetryPolicy
-    from authsvc.mail.delivery import DeliveryLoop, DeliverySettings
+    from authsvc.delivery.loop import DeliveryLoop
     from authsvc.mail.message import sender_address
-    from authsvc.mail.senders import LogSender, Sender, SMTPConfig, SMTPSender
+    from authsvc.mail.senders import LogSender, MailChannel, Sender, SMTPConfig, SMTPSender
     from authsvc.mail.templates import MailTemplates, TemplateError
 
     outbox: OutboxStore
@@ -456,18 +474,68 @@ def open_mail(settings: Settings, db: OutboxDatabase, clock: Clock) -> Mail:
     if sender is not None:
         delivery = DeliveryLoop(
             outbox,
-            sender,
-            RetryPolicy(settings.outbox_max_attempts, settings.outbox_backoff_base_s,
-                        settings.outbox_backoff_max_s),
-            DeliverySettings(
-                envelope_from=sender_address(settings.email_from)[1],
-                batch=settings.outbox_batch_size,
-                lease_s=settings.outbox_lease_s,
-                poll_s=settings.outbox_poll_interval_s,
-                fault_retry_s=settings.outbox_backoff_base_s,
-                send_timeout_s=settings.smtp_timeout_s,
-                keep_sent_s=settings.outbox_keep_sent_s,
-            ),
-        )  # fmt: skip
+            MailChannel(sender, sender_address(settings.email_from)[1]),
+            retry_policy(settings),
+            delivery_settings(settings, send_timeout_s=settings.smtp_timeout_s),
+        )
         mailer.on_committed(delivery.wake)
     return Mail(outbox, mailer, delivery)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """OUTBOX_MAX_ATTEMPTS and the backoff, alike for every channel of the outbox."""
+    from authsvc.core.outbox import RetryPolicy
+
+    return RetryPolicy(settings.outbox_max_attempts, settings.outbox_backoff_base_s,
+                       settings.outbox_backoff_max_s)  # fmt: skip
+
+
+def delivery_settings(settings: Settings, *, send_timeout_s: float) -> DeliverySettings:
+    from authsvc.delivery.loop import DeliverySettings
+
+    return DeliverySettings(
+        batch=settings.outbox_batch_size,
+        lease_s=settings.outbox_lease_s,
+        poll_s=settings.outbox_poll_interval_s,
+        fault_retry_s=settings.outbox_backoff_base_s,
+        send_timeout_s=send_timeout_s,
+        keep_sent_s=settings.outbox_keep_sent_s,
+    )
+
+
+@dataclass
+class Webhooks:
+    events: EventSink
+    delivery: DeliveryLoop | None
+    close: Callable[[], None] = lambda: None
+
+    @property
+    def enabled(self) -> bool:
+        return self.delivery is not None
+
+    async def stop(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.stop()
+        self.close()
+
+
+def open_webhooks(
+    settings: Settings, outbox: OutboxStore, db: TransactionalDatabase, clock: Clock
+) -> Webhooks:
+    """The events recorded in the outbox for WEBHOOKS, and the delivery loop of the
+    "webhook" channel; nothing at all without WEBHOOKS (no event is even built)."""
+    if not settings.webhooks:
+        return Webhooks(NO_EVENTS, None)
+    from authsvc.delivery.loop import DeliveryLoop
+    from authsvc.webhooks.events import WebhookEvents
+    from authsvc.webhooks.sender import WebhookChannel
+
+    events = WebhookEvents(outbox, db, settings.webhooks, clock)
+    channel = WebhookChannel(settings.webhooks, timeout_s=settings.webhook_timeout_s,
+                             concurrency=settings.webhook_concurrency)  # fmt: skip
+    delivery = DeliveryLoop(
+        outbox, channel, retry_policy(settings),
+        delivery_settings(settings, send_timeout_s=settings.webhook_timeout_s),
+    )  # fmt: skip
+    events.on_committed(delivery.wake)
+    return Webhooks(events, delivery, channel.close)

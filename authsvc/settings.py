@@ -7,6 +7,8 @@ the package reads ``os.environ``: the CLI builds one ``Settings`` and passes it 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import logging
@@ -14,12 +16,21 @@ import os
 import secrets
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from authsvc.core.events import EVENT_TYPES
 from authsvc.core.ratelimits import Limit
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,102 @@ _LIMIT = r"^(off|\d+/\d+(\.\d+)?)$"
 
 class ConfigError(Exception):
     """A configuration that cannot run; ``str()`` is one line naming the setting."""
+
+
+#: A webhook secret's key, as Standard Webhooks says: 24 to 64 random bytes.
+WEBHOOK_SECRET_BYTES = (24, 64)
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+#: The outbox's recipient column holds the URL.
+MAX_WEBHOOK_URL_CHARS = 254
+
+
+class WebhookEndpoint(BaseModel):
+    """One entry of WEBHOOKS: where events go, the secrets that sign them (the first
+    is the newest; every one signs, so a receiver may move to a new one at leisure),
+    and the event types it wants (unset: all)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    secrets: tuple[SecretStr, ...]
+    events: tuple[str, ...] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must hold no user or password (the signature authenticates)")
+        if parts.fragment:
+            raise ValueError("must have no fragment")
+        if len(value) > MAX_WEBHOOK_URL_CHARS:
+            raise ValueError(f"must be at most {MAX_WEBHOOK_URL_CHARS} characters")
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port when it is read
+        except ValueError:
+            raise ValueError("has a port that is not a number from 1 to 65535") from None
+        return value
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        """A list, or one string of secrets separated by spaces."""
+        return value.split() if isinstance(value, str) else value
+
+    @field_validator("secrets")
+    @classmethod
+    def _check_secrets(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if not value:
+            raise ValueError("needs at least one whsec_… secret")
+        for secret in value:
+            webhook_key(secret.get_secret_value())  # raises ValueError, never quoting it
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _check_events(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in value or ():
+            if name not in EVENT_TYPES:
+                raise ValueError(f"{name!r} is no event type ({', '.join(EVENT_TYPES)})")
+        return value
+
+    def wants(self, event_type: str) -> bool:
+        return self.events is None or event_type in self.events
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the URL names this machine (plain http:// is fine there)."""
+        host = urlsplit(self.url).hostname or ""
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+def endpoint_shown(url: str) -> str:
+    """A webhook endpoint as logs and `authsvc outbox list` show it: without its query
+    (which might carry a token of the receiver's)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret. Raises ValueError (never quoting
+    the secret)."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ValueError(f"each secret must start with {WEBHOOK_SECRET_PREFIX}")
+    try:
+        key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("each secret must be whsec_ and then base64") from None
+    low, high = WEBHOOK_SECRET_BYTES
+    if not low <= len(key) <= high:
+        raise ValueError(f"each secret must hold {low} to {high} bytes of key")
+    return key
 
 
 class Settings(BaseSettings):
@@ -233,6 +340,17 @@ class Settings(BaseSettings):
     #: good.
     outbox_keep_sent_s: int = Field(7 * 86400, ge=0, le=3650 * 86400)
 
+    # --- webhooks (delivered from the same outbox) ------------------------------------------
+    #: A JSON list of endpoints: [{"url": "https://…", "secrets": "whsec_…" or a list,
+    #: "events": ["user.registered", …] (optional: all)}]. Unset: no webhooks.
+    webhooks: Annotated[tuple[WebhookEndpoint, ...], NoDecode] = ()
+    #: Production refuses plain http:// to an address other than loopback unless this.
+    webhook_allow_http: bool = False
+    #: Bound on one delivery (connect, send, the answer).
+    webhook_timeout_s: float = Field(10.0, gt=0, le=300)
+    #: Endpoints sent to at once per worker.
+    webhook_concurrency: int = Field(8, ge=1, le=256)
+
     # --- account flows by email (core/lifecycle.py) ---------------------------------------
     #: The service's public base URL (https://auth.example.com), under which its pages
     #: (/confirm-email, /reset-password, /confirm-email-change) are reached. Unset: the
@@ -380,6 +498,17 @@ class Settings(BaseSettings):
             raise ValueError("must be an address, as in `Name <no-reply@example.com>`")
         return value
 
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value) if value.strip() else ()
+        except json.JSONDecodeError as exc:
+            # Never the input: it holds the secrets.
+            raise ValueError(f"is not JSON ({exc.msg} at character {exc.pos})") from None
+
     @field_validator("email_templates_dir")
     @classmethod
     def _check_templates_dir(cls, value: str | None) -> str | None:
@@ -393,6 +522,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "OUTBOX_LEASE_S must be at least twice SMTP_TIMEOUT_S (a mail being sent "
                 "must not outlive its claim)"
+            )
+        if self.webhooks and self.outbox_lease_s < 2 * self.webhook_timeout_s:
+            raise ValueError(
+                "OUTBOX_LEASE_S must be at least twice WEBHOOK_TIMEOUT_S (a webhook being "
+                "sent must not outlive its claim)"
             )
         if self.outbox_backoff_max_s < self.outbox_backoff_base_s:
             raise ValueError("OUTBOX_BACKOFF_MAX_S must not be below OUTBOX_BACKOFF_BASE_S")
@@ -522,6 +656,14 @@ class Settings(BaseSettings):
                 "SMTP_URL is required in production when EMAIL_CONFIRMATION=true (no "
                 "confirmation mail could be sent, so no new account could log in)"
             )
+        for number, endpoint in enumerate(self.webhooks):
+            insecure = urlsplit(endpoint.url).scheme == "http" and not endpoint.loopback
+            if insecure and not self.webhook_allow_http:
+                raise ValueError(
+                    f"WEBHOOKS.{number}.URL: plain http:// to another host is refused in "
+                    "production (events would travel unencrypted); use https://, or set "
+                    "WEBHOOK_ALLOW_HTTP=true"
+                )
         if self.smtp_url is not None and not (self.public_url or self.email_link_base_url):
             raise ValueError(
                 "PUBLIC_URL (or EMAIL_LINK_BASE_URL) is required in production with "
@@ -566,6 +708,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "**********" if value.get_secret_value() else ""
+            elif name == "webhooks":
+                value = [endpoint.model_dump(mode="json") for endpoint in value]
             out[name.upper()] = value
         return out
 
@@ -694,6 +838,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         "input" in err
         and not isinstance(err["input"], dict)
         and "SECRET" not in name
+        and not name.startswith("WEBHOOKS")  # its entries hold secrets
         and not _holds_secret(name)
     ):
         return f"{name}: {message} (got {err['input']!r})"

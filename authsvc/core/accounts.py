@@ -6,14 +6,18 @@ import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import Busy, FieldError, InvalidInput, UnknownUser, invalid_login
+from authsvc.core.events import NO_EVENTS, Changes, Data, sessions_revoked
 from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import Limit, RateLimited, RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
 from authsvc.stores.base import DuplicateEmail, SessionStore, StoreUnavailable, User, UserStore
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +42,12 @@ class AccountService:
         email_confirmation: bool,
         create_unconfirmed: Callable[[User], Awaitable[None]] | None = None,
         forget_links: Callable[[str], Awaitable[None]] | None = None,
+        changes: Changes | None = None,
     ) -> None:
         """``create_unconfirmed``: with ``email_confirmation``, how a new account is
         stored together with its confirmation token and mail (AccountLifecycle), in
-        one transaction."""
+        one transaction. ``changes``: how a users-table change is recorded with the
+        event (webhooks) that reports it; None: no events."""
         self._users = users
         self._sessions = sessions
         self._hasher = hasher
@@ -52,6 +58,16 @@ class AccountService:
         self._create_unconfirmed = create_unconfirmed if email_confirmation else None
         #: Ends every mailed link of an account (AccountLifecycle.forget_links).
         self._forget_links = forget_links
+        self._changes = changes
+        self._events = changes.events if changes is not None else NO_EVENTS
+
+    async def _change(
+        self, event_type: str, change: Callable[[UserStore], Awaitable[T]], **data: Data
+    ) -> T:
+        """A users-table change, with the event that reports it in its transaction."""
+        if self._changes is None:
+            return await change(self._users)
+        return await self._changes.apply(event_type, change, **data)
 
     async def register(self, email: str, password: str, client_ip: str) -> User:
         """Create an account. Raises RateLimited past the registrations allowed from
@@ -90,7 +106,8 @@ class AccountService:
         )
         try:
             if self._create_unconfirmed is None:
-                await self._users.create(user)
+                await self._change("user.registered", lambda users: users.create(user),
+                                   user_id=user.id)  # fmt: skip
             else:
                 await self._create_unconfirmed(user)
         except DuplicateEmail:
@@ -131,10 +148,13 @@ class AccountService:
             (streak, streak_subject, limits.consecutive_failures),
         ]
         held: list[tuple[str, str, Limit]] = []
+        in_a_row = 0  # this attempt's place in the account's failures in a row
         try:
             for scope, subject, limit in reserved:
-                await self._limiter.hit(scope, subject, limit)
+                counted = await self._limiter.hit(scope, subject, limit)
                 held.append((scope, subject, limit))
+                if scope == streak:
+                    in_a_row = counted
             verified = await self._verified_user(email, password)
         except (RateLimited, Busy):  # refused, or the hash given up: no password tried
             await self._give_back(held)
@@ -145,6 +165,8 @@ class AccountService:
             raise
         except InvalidInput:  # a failure: it stays counted
             audit("login_failed")  # no email: an unknown one may be a user's password typo
+            if in_a_row and in_a_row == limits.consecutive_failures.max:
+                await self._locked(email)  # the failure that locks the account
             raise
         except BaseException:  # a store down: no attempt either
             await self._give_back(held)
@@ -152,6 +174,22 @@ class AccountService:
         for scope, subject, _ in reserved:
             await self._limiter.reset(scope, subject)
         return verified
+
+    async def _locked(self, email: str) -> None:
+        """``login.locked`` for the account of ``email`` (none for an unknown email):
+        once per lock, by the one attempt that counted the last failure allowed (the
+        counter is atomic, so parallel attempts cannot both be it)."""
+        if not self._events.wants("login.locked"):
+            return
+        try:
+            user = await self._users.get_by_email(email)
+        except StoreUnavailable:
+            return  # the refusal stands; the event is lost (publish would count it)
+        if user is not None:
+            await self._events.publish(
+                "login.locked", user_id=user.id,
+                locked_for_s=int(self._limiter.policy.consecutive_failures.window_s),
+            )  # fmt: skip
 
     async def _give_back(self, held: list[tuple[str, str, Limit]]) -> None:
         # Kept counted if the store is down: an error should not hide the first one,
@@ -207,11 +245,17 @@ class AccountService:
         if errors:
             raise InvalidInput(errors)
         new_hash = await self._hasher.hash(new_password)
-        await self._users.set_password_hash(user.id, new_hash, self._clock())
+        now = self._clock()
+        await self._change(
+            "password.changed",
+            lambda users: users.set_password_hash(user.id, new_hash, now),
+            user_id=user.id,
+        )
         # After the new hash is stored (SessionStore.revoke_all): a login that read the
         # old hash is refused, however long its hash takes; the caller's session goes on.
-        await self._sessions.revoke_all(user.id, keep=keep_session)
+        ended = await self._sessions.revoke_all(user.id, keep=keep_session)
         audit("password_changed", user_id=user.id)
+        await sessions_revoked(self._events, user.id, "password_changed", sessions=ended)
 
     async def find(self, email: str) -> User:
         """The account with that email. Raises UnknownUser."""
@@ -229,7 +273,8 @@ class AccountService:
         user = await self.find(email)
         # The row first, then the revocation: a login that reads the epoch after it
         # finds no user (SessionStore.revoke_all).
-        await self._users.delete(user.id)
+        await self._change("user.deleted", lambda users: users.delete(user.id),
+                           user_id=user.id)  # fmt: skip
         await self._sessions.revoke_all(user.id)
         if self._forget_links is not None:
             await self._forget_links(user.id)
@@ -240,12 +285,19 @@ class AccountService:
         """Disable (ending every session at once, also those of logins in flight) or
         enable an account. Raises UnknownUser."""
         user = await self.find(email)
-        await self._users.set_disabled(user.id, disabled, self._clock())
-        if disabled:  # after the row changed (SessionStore.revoke_all)
-            await self._sessions.revoke_all(user.id)
-            if self._forget_links is not None:
-                await self._forget_links(user.id)
-        audit("user_disabled" if disabled else "user_enabled", user_id=user.id)
+        now = self._clock()
+        if not disabled:
+            await self._users.set_disabled(user.id, False, now)
+            audit("user_enabled", user_id=user.id)
+            return user
+        await self._change("user.disabled", lambda users: users.set_disabled(user.id, True, now),
+                           user_id=user.id)  # fmt: skip
+        # After the row changed (SessionStore.revoke_all).
+        ended = await self._sessions.revoke_all(user.id)
+        if self._forget_links is not None:
+            await self._forget_links(user.id)
+        audit("user_disabled", user_id=user.id)
+        await sessions_revoked(self._events, user.id, "disabled", sessions=ended)
         return user
 
     async def confirm_email(self, email: str) -> User:
@@ -254,7 +306,9 @@ class AccountService:
         UnknownUser."""
         user = await self.find(email)
         if not user.confirmed:
-            await self._users.set_confirmed(user.id, self._clock())
+            now = self._clock()
+            await self._change("user.confirmed", lambda users: users.set_confirmed(user.id, now),
+                               user_id=user.id)  # fmt: skip
         audit("email_confirmed", user_id=user.id)
         return user
 

@@ -36,6 +36,7 @@ from authsvc.core.accounts import login_failure_counters
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import DomainError, FieldError, InvalidInput
+from authsvc.core.events import NO_EVENTS, EventSink, sessions_revoked
 from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import Limit, RateLimited, RateLimiter
 from authsvc.core.validation import PasswordPolicy, email_errors, normalize_email
@@ -113,9 +114,12 @@ class AccountLifecycle:
         policy: LifecyclePolicy,
         password_policy: PasswordPolicy,
         floor_overrun: Callable[[str], None] = lambda operation: None,
+        events: EventSink = NO_EVENTS,
     ) -> None:
         """``floor_overrun``: told when a request took longer than its answer floor (its
-        time then tells something: the floor is too low for this machine)."""
+        time then tells something: the floor is too low for this machine). ``events``:
+        the webhooks' events, recorded in each change's transaction."""
+        self._events = events
         self._db = db
         self._users = users
         self._tokens = tokens
@@ -217,6 +221,7 @@ class AccountLifecycle:
         async with self._db.transaction() as tx:
             await self._users.within(tx).create(user)
             await self.send_confirmation(tx, user)
+            await self._events.record(tx, "user.registered", user_id=user.id)
 
     async def send_confirmation(self, tx: UnitOfWork, user: User) -> None:
         """Record a confirmation token for ``user`` and its mail, in ``tx`` (register
@@ -239,6 +244,7 @@ class AccountLifecycle:
                 raise invalid_token()  # the address changed since, or disabled: rolled back
             if not user.confirmed:
                 await users.set_confirmed(user.id, self._clock())
+                await self._events.record(tx, "user.confirmed", user_id=user.id)
                 user = await users.get(user.id) or user
         audit("email_confirmed", user_id=user.id)
         return user
@@ -265,7 +271,7 @@ class AccountLifecycle:
             new_hash = await self._hasher.hash(new_password)
         # Sessions end first too: with Redis down the reset is refused with nothing
         # changed, rather than a new password beside the old sessions (an attacker's).
-        await self._sessions.revoke_all(user.id)
+        ended = await self._sessions.revoke_all(user.id)
         async with self._db.transaction() as tx:
             spent = await self._spend(tx, hashed, "reset_password")  # a racer lost here
             users = self._users.within(tx)
@@ -275,12 +281,14 @@ class AccountLifecycle:
             await users.set_password_hash(current.id, new_hash, self._clock())
             await self._tokens.within(tx).delete_for(current.id, ("reset_password", "change_email"))
             await self._mailer.enqueue(tx, "password_changed", to=current.email)
+            await self._events.record(tx, "password.reset", user_id=current.id)
         # Again once the new hash is committed (SessionStore.revoke_all): a login that
         # read the old hash meanwhile is refused too.
-        await self._sessions.revoke_all(current.id)
+        ended += await self._sessions.revoke_all(current.id)
         for scope, subject in login_failure_counters(current.email, client_ip):
             await self._limiter.reset(scope, subject)
         audit("password_reset", user_id=current.id)
+        await sessions_revoked(self._events, current.id, "password_reset", sessions=ended)
 
     async def request_email_change(self, user: User, new_email: str, password: str) -> None:
         """Mail a confirmation link to ``new_email`` and a notice to the current
@@ -352,6 +360,7 @@ class AccountLifecycle:
             await self._mailer.enqueue(
                 tx, "email_change_notice", to=user.email, new_email=spent.email, completed=True
             )
+            await self._events.record(tx, "email.changed", user_id=user.id)
             changed = await users.get(user.id)
         assert changed is not None
         audit("email_changed", user_id=user.id)

@@ -1,6 +1,6 @@
 """Outbox policy: what a failed delivery comes to, and how long to wait before a retry.
 
-No I/O here: the delivery loop (authsvc/mail/delivery.py) asks, the stores record.
+No I/O here: the delivery loop (authsvc/delivery/loop.py) asks, the stores record.
 """
 
 from __future__ import annotations

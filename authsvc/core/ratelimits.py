@@ -102,15 +102,18 @@ class RateLimiter:
         self._clock = clock
         self.policy = policy
 
-    async def hit(self, scope: str, subject: str, limit: Limit, path: str = "email") -> None:
+    async def hit(self, scope: str, subject: str, limit: Limit, path: str = "email") -> int:
         """Count an attempt, then judge it (one atomic step: the attempt holds its place
-        from now on); raises RateLimited when it is one too many. An attempt that then
-        does no work after all may be given back (``give_back``)."""
+        from now on); raises RateLimited when it is one too many. Returns the attempt's
+        place in the window (0 when the limit is off): the one that is ``limit.max``
+        is the last allowed. An attempt that then does no work after all may be given
+        back (``give_back``)."""
         if not limit.on:
-            return
+            return 0
         counter = await self._counters.increment(_key(scope, subject), limit.window_s)
         if counter.count > limit.max:
             raise self.refused(scope, counter.resets_at, path)
+        return counter.count
 
     def refused(self, scope: str, resets_at: datetime, path: str = "email") -> RateLimited:
         """The refusal of a hit over ``scope``'s limit until ``resets_at`` (audited), for

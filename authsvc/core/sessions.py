@@ -29,6 +29,7 @@ from authsvc.core.accounts import AccountService
 from authsvc.core.audit import audit
 from authsvc.core.clock import Clock
 from authsvc.core.errors import RotationRequired, Unauthorized, invalid_login
+from authsvc.core.events import NO_EVENTS, EventSink, sessions_revoked
 from authsvc.core.passwords import PasswordHasher
 from authsvc.core.ratelimits import RateLimiter
 from authsvc.core.tokens import Claims, TokenCodec
@@ -119,8 +120,13 @@ class SessionService:
         policy: SessionPolicy,
         *,
         hasher: PasswordHasher,
+        events: EventSink = NO_EVENTS,
     ) -> None:
+        """``events``: where ``session.revoked`` goes (webhooks); only asked when an
+        endpoint wants it, and never on refresh or renewal unless a reuse ends the
+        session."""
         self._hasher = hasher
+        self._events = events
         self._limiter = limiter
         self._user_cache: OrderedDict[str, tuple[float, User | None]] = OrderedDict()
         self._user_reads: dict[str, asyncio.Future[User | None]] = {}
@@ -186,6 +192,7 @@ class SessionService:
         if not await self._sessions.delete(claims.sub, claims.sid):
             raise Unauthorized()
         audit("logged_out", user_id=claims.sub, session_id=claims.sid)
+        await sessions_revoked(self._events, claims.sub, "logout", session_id=claims.sid)
 
     async def authenticate(self, access_token: str) -> Caller:
         """The caller of a valid access token whose session is alive and whose account
@@ -204,7 +211,11 @@ class SessionService:
     async def revoke_session(self, access_token: str, session_id: str) -> bool:
         """End one of the caller's own sessions; False if the caller has no such one."""
         caller = await self.authenticate(access_token)
-        return await self._sessions.delete(caller.user.id, session_id)
+        ended = await self._sessions.delete(caller.user.id, session_id)
+        if ended:
+            await sessions_revoked(self._events, caller.user.id, "revoke_session",
+                                   session_id=session_id)  # fmt: skip
+        return ended
 
     async def logout_all(self, access_token: str) -> int:
         """End every session of the caller, the current one included, and those that
@@ -212,6 +223,7 @@ class SessionService:
         caller = await self.authenticate(access_token)
         ended = await self._sessions.revoke_all(caller.user.id)
         audit("logged_out_everywhere", user_id=caller.user.id, sessions=str(ended))
+        await sessions_revoked(self._events, caller.user.id, "logout_all", sessions=ended)
         return ended
 
     async def sessions_of(self, email: str) -> tuple[User, list[Session]]:
@@ -227,6 +239,8 @@ class SessionService:
         else:
             ended = await self._sessions.revoke_all(user.id)
         audit("sessions_revoked", user_id=user.id, sessions=str(ended))
+        if ended:
+            await sessions_revoked(self._events, user.id, "admin", sessions=ended)
         return ended
 
     async def change_password(
@@ -316,6 +330,10 @@ class SessionService:
             audit(
                 "refresh_reuse_detected", logging.WARNING, user_id=claims.sub, session_id=claims.sid
             )
+            # Rare (a stolen token, or a client bug): the one case where a refresh or
+            # renewal writes to the database, and only when an endpoint wants it.
+            await sessions_revoked(self._events, claims.sub, "reuse_detected",
+                                   session_id=claims.sid)  # fmt: skip
         if outcome in (RefreshUse.REUSED, RefreshUse.MISSING):
             raise Unauthorized()
 

@@ -15,6 +15,7 @@ For the account flows (issue 13), everything is on ``Services``:
 * Kinds and their variables: templates.py KINDS and DEFAULTS; ``human_duration`` turns
   a lifetime into ``expires_in``.
 
-Delivery (delivery.py) runs in every serving process, claims with SKIP LOCKED, sends
-with senders.py, retries by core/outbox.py's policy; `authsvc outbox …` shows it.
+Delivery (authsvc/delivery/loop.py) runs in every serving process, claims with SKIP
+LOCKED, sends with senders.py (MailChannel), retries by core/outbox.py's policy;
+`authsvc outbox …` shows it.
 """

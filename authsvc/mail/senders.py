@@ -1,5 +1,6 @@
 """Senders: how a recorded mail leaves. SMTPSender speaks SMTP with aiosmtplib;
-LogSender (development without SMTP_URL) writes the mail to the log instead.
+LogSender (development without SMTP_URL) writes the mail to the log instead; MailChannel
+is either one as the delivery loop's "email" channel (delivery/channel.py).
 
 A sender opens a session per batch (one SMTP connection for several mails) and raises
 DeliveryError with the Failure that decides the message's fate (core/outbox.py). The
@@ -23,24 +24,10 @@ from urllib.parse import unquote
 import aiosmtplib
 
 from authsvc.core.outbox import Failure
+from authsvc.delivery.channel import ChannelSession, DeliveryError
 from authsvc.settings import split_smtp_url
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryError(Exception):
-    """A mail was not delivered. ``connection``: the server could not be reached or
-    dropped the connection (every mail after it in the batch would fail the same)."""
-
-    def __init__(
-        self, failure: Failure, message: str, *, connection: bool = False, unreached: bool = False
-    ) -> None:
-        """``unreached``: no connection could be made at all (refused, timed out, no
-        route): the mail itself was never tried."""
-        super().__init__(message)
-        self.failure = failure
-        self.connection = connection or unreached
-        self.unreached = unreached
 
 
 class SendSession(Protocol):
@@ -50,6 +37,41 @@ class SendSession(Protocol):
 
 class Sender(Protocol):
     def session(self) -> AbstractAsyncContextManager[SendSession]: ...
+
+
+class MailChannel:
+    """Mail as the delivery loop sends it: one SMTP server for every recipient (one
+    route, so one connection a batch and an outage noticed at the first mail), mails
+    one at a time, from EMAIL_FROM's address."""
+
+    name = "email"
+    concurrency = 1
+    settings_hint = "SMTP_URL and the SMTP_* settings"
+
+    def __init__(self, sender: Sender, envelope_from: str) -> None:
+        self._sender = sender
+        self._envelope_from = envelope_from
+
+    def route(self, recipient: str) -> str:
+        return "smtp"
+
+    def describe(self, recipient: str) -> str:
+        """The domain only."""
+        return "@" + recipient.rpartition("@")[2]
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[ChannelSession]:
+        async with self._sender.session() as session:
+            yield _FromAddress(session, self._envelope_from)
+
+
+class _FromAddress:
+    def __init__(self, session: SendSession, envelope_from: str) -> None:
+        self._session = session
+        self._envelope_from = envelope_from
+
+    async def send(self, recipient: str, message: bytes) -> None:
+        await self._session.send(self._envelope_from, recipient, message)
 
 
 @dataclass(frozen=True, slots=True)

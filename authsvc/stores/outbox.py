@@ -108,11 +108,14 @@ class OutboxStore(Protocol):
     async def enqueue(self, tx: UnitOfWork, message: OutgoingMessage) -> None:
         """Record ``message`` as queued and due now, inside the caller's transaction."""
 
-    async def claim(self, channel: str, limit: int, lease_s: float) -> list[ClaimedMessage]:
+    async def claim(
+        self, channel: str, limit: int, lease_s: float, skip: Sequence[str] = ()
+    ) -> list[ClaimedMessage]:
         """Lease up to ``limit`` due messages of ``channel`` (queued, or sending with a
         lease that has passed), oldest due first, in one short transaction: each
         attempt is counted and its fence bumped. Rows another claimer holds are skipped,
-        not waited for."""
+        not waited for; so are the messages to the recipients in ``skip`` (webhook
+        endpoints this claimer is still sending to)."""
 
     async def mark_sent(self, claim: ClaimedMessage) -> bool:
         """Sent: the body is blanked, the metadata kept. False if the lease was lost."""

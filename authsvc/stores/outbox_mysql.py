@@ -3,6 +3,7 @@ workers of every process and host take disjoint batches without waiting on each 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from authsvc.stores.outbox_sql import SQLOutboxStore
 _DUE = (
     "SELECT id, kind, recipient, message, attempts, claim_fence FROM outbox"
     " WHERE channel = %s AND state IN ('queued', 'sending')"
-    " AND next_attempt_at <= UTC_TIMESTAMP(3)"
+    " AND next_attempt_at <= UTC_TIMESTAMP(3){skip}"
     " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 
@@ -38,9 +39,12 @@ class MySQLOutboxStore(SQLOutboxStore):
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC)
 
-    async def claim(self, channel: str, limit: int, lease_s: float) -> list[ClaimedMessage]:
+    async def claim(
+        self, channel: str, limit: int, lease_s: float, skip: Sequence[str] = ()
+    ) -> list[ClaimedMessage]:
+        due = _DUE.format(skip=self.skipping(skip))  # markers only, never a value
         async with self._db.transaction() as tx:
-            rows = await tx.fetchall(_DUE, (channel, limit))
+            rows = await tx.fetchall(due, (channel, *skip, limit))
             if not rows:
                 return []
             ids = [row[0] for row in rows]

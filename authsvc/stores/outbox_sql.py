@@ -96,8 +96,17 @@ class SQLOutboxStore:
     def decode_time(value: Any) -> datetime:
         raise NotImplementedError
 
-    async def claim(self, channel: str, limit: int, lease_s: float) -> list[ClaimedMessage]:
+    async def claim(
+        self, channel: str, limit: int, lease_s: float, skip: Sequence[str] = ()
+    ) -> list[ClaimedMessage]:
         raise NotImplementedError
+
+    @classmethod
+    def skipping(cls, skip: Sequence[str]) -> str:
+        """The condition that leaves out the recipients of ``skip`` (their markers)."""
+        if not skip:
+            return ""
+        return f" AND recipient NOT IN ({', '.join([cls.placeholder] * len(skip))})"
 
     # --- shared --------------------------------------------------------------------------
 

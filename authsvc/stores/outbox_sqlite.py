@@ -3,6 +3,7 @@ BEGIN IMMEDIATE, which holds off every other process on the file meanwhile."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ _CLAIM = (
     "UPDATE outbox SET state = 'sending', attempts = attempts + 1,"  # noqa: S608
     f" claim_fence = claim_fence + 1, next_attempt_at = {_NOW} + ?"
     " WHERE id IN (SELECT id FROM outbox WHERE channel = ? AND state IN ('queued', 'sending')"
-    f" AND next_attempt_at <= {_NOW} ORDER BY next_attempt_at, id LIMIT ?)"
+    f" AND next_attempt_at <= {_NOW}{{skip}} ORDER BY next_attempt_at, id LIMIT ?)"
     " RETURNING id, kind, recipient, message, attempts, claim_fence"
 )
 
@@ -42,9 +43,12 @@ class SQLiteOutboxStore(SQLOutboxStore):
         assert isinstance(value, int)
         return datetime.fromtimestamp(value / 1000, UTC)
 
-    async def claim(self, channel: str, limit: int, lease_s: float) -> list[ClaimedMessage]:
+    async def claim(
+        self, channel: str, limit: int, lease_s: float, skip: Sequence[str] = ()
+    ) -> list[ClaimedMessage]:
+        claim = _CLAIM.format(skip=self.skipping(skip))  # markers only, never a value
         async with self._db.transaction() as tx:
-            rows = await tx.fetchall(_CLAIM, (self.delay_arg(lease_s), channel, limit))
+            rows = await tx.fetchall(claim, (self.delay_arg(lease_s), channel, *skip, limit))
         return [
             ClaimedMessage(row[0], row[1], row[2], str(row[3]).encode(), int(row[4]), int(row[5]))
             for row in rows

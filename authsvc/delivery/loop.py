@@ -1,11 +1,22 @@
-"""The delivery loop: one task per serving process that claims due messages from the
-outbox, sends them outside any transaction, and records each outcome under its claim.
+"""The delivery loop: a task per channel in each serving process that claims due
+messages of its channel from the outbox, sends them outside any transaction through the
+channel's adapter (delivery/channel.py), and records each outcome under its claim.
 
-It never touches a request: a slow or failing SMTP server slows only this task. A store
+It never touches a request: a slow or failing server slows only this task. A store
 outage pauses it (said once per outage) and it goes on when the store returns; nothing
 but stop() ends it. Several processes and hosts run one each on one outbox: the claim
 (SKIP LOCKED on MariaDB, BEGIN IMMEDIATE on SQLite) gives each message to one of them,
 and its fence keeps a claimer whose lease passed from recording anything.
+
+One loop class, one claim path, one task per channel (mail, webhooks) rather than one
+task for both: each channel keeps its own pacing (an SMTP outage pauses mail for
+OUTBOX_BACKOFF_BASE_S, a full batch of webhooks goes on at once), and a batch of one
+channel never waits for the other's slowest send: a stalled webhook endpoint cannot
+hold up a password-reset mail.
+
+Within a batch, the messages of one route (the SMTP server; one webhook endpoint) go
+one after the other, and up to the channel's ``concurrency`` routes at once: a dead
+endpoint costs its own messages one timeout per batch, and nobody else anything.
 """
 
 from __future__ import annotations
@@ -17,9 +28,9 @@ import time
 from dataclasses import dataclass
 
 from authsvc.core.outbox import Failure, RetryPolicy
+from authsvc.delivery.channel import Channel, ChannelSession, DeliveryError
 from authsvc.logs import Throttle
-from authsvc.mail.senders import DeliveryError, Sender
-from authsvc.metrics import mail_metrics
+from authsvc.metrics import outbox_metrics
 from authsvc.stores.base import StoreUnavailable
 from authsvc.stores.outbox import ClaimedMessage, OutboxStore
 
@@ -35,26 +46,26 @@ FAULT_LOG_INTERVAL_S = 60.0
 
 @dataclass(frozen=True, slots=True)
 class DeliverySettings:
-    envelope_from: str
     batch: int
     lease_s: float
     poll_s: float
     #: The wait after a configuration fault (AUTH, TLS) before the next try.
     fault_retry_s: float
-    #: The longest one send may take (SMTP_TIMEOUT_S): a batch stops sending this long
-    #: before its lease ends, so no mail goes out under a lease that has passed.
+    #: The longest one send may take (SMTP_TIMEOUT_S, WEBHOOK_TIMEOUT_S): a batch
+    #: stops sending this long before its lease ends, so no message goes out under a
+    #: lease that has passed.
     send_timeout_s: float
-    channel: str = "email"
-    #: Sent messages are kept this long (OUTBOX_KEEP_SENT_S; 0: for good).
+    #: Sent messages (of every channel: one table) are kept this long
+    #: (OUTBOX_KEEP_SENT_S; 0: for good).
     keep_sent_s: float = 7 * 86400
 
 
 class DeliveryLoop:
     def __init__(
-        self, store: OutboxStore, sender: Sender, policy: RetryPolicy, config: DeliverySettings
+        self, store: OutboxStore, channel: Channel, policy: RetryPolicy, config: DeliverySettings
     ) -> None:
         self._store = store
-        self._sender = sender
+        self._channel = channel
         self._policy = policy
         self._config = config
         self._wake = asyncio.Event()
@@ -62,10 +73,14 @@ class DeliveryLoop:
         self._stopping = False
         self._store_down = False
         self._fault: DeliveryError | None = None
-        #: The last batch could not reach the SMTP server.
+        #: The last batch could reach none of its routes.
         self._unreachable = False
         self._faults = Throttle(FAULT_LOG_INTERVAL_S)
         self._pruned_at: float | None = None  # never yet: at the first turn
+        #: Routes being sent to by tasks of their own (channels of concurrency > 1).
+        self._busy: dict[str, asyncio.Task[bool]] = {}
+        #: Sends at once across those tasks (the channel's concurrency).
+        self._sending = asyncio.Semaphore(max(1, channel.concurrency))
 
     def wake(self) -> None:
         """Look for due messages now (an enqueue has committed)."""
@@ -92,6 +107,15 @@ class DeliveryLoop:
                 await task
 
     async def _run(self) -> None:
+        try:
+            await self._turns()
+        finally:
+            # Sends in flight get what is left of stop()'s grace (a cancel reaches them
+            # through the gather); one cut short is sent again once its lease passes.
+            if self._busy:
+                await asyncio.gather(*self._busy.values(), return_exceptions=True)
+
+    async def _turns(self) -> None:
         while not self._stopping:
             self._wake.clear()
             full = False
@@ -133,16 +157,76 @@ class DeliveryLoop:
     async def deliver_batch(self) -> int:
         """Claim one batch and deliver it; returns how many were claimed. Raises
         StoreUnavailable (the batch's claims then pass with their lease)."""
+        if self._channel.concurrency > 1:
+            return await self._dispatch_batch()
         started = time.monotonic()
-        claims = await self._store.claim(self._config.channel, self._config.batch,
+        claims = await self._store.claim(self._channel.name, self._config.batch,
                                          self._config.lease_s)  # fmt: skip
         if not claims:
             return 0
         # The lease is measured on the database's clock, this on ours: both are spans.
         send_by = started + self._config.lease_s - self._config.send_timeout_s
-        down: DeliveryError | None = None
-        self._unreachable = False
-        async with self._sender.session() as session:
+        routes: dict[str, list[ClaimedMessage]] = {}
+        for claim in claims:  # oldest due first, as claimed
+            routes.setdefault(self._channel.route(claim.recipient), []).append(claim)
+        at_once = asyncio.Semaphore(max(1, self._channel.concurrency))
+        async with self._channel.session() as session:
+            down = await asyncio.gather(
+                *(self._deliver_route(session, route, send_by, at_once)
+                  for route in routes.values())
+            )  # fmt: skip
+        self._unreachable = all(down)
+        return len(claims)
+
+    async def _dispatch_batch(self) -> int:
+        """Claim one batch, leaving out the routes still being sent to, and give each
+        route of it a task of its own; returns how many were claimed, without waiting
+        for the sends. So a route that hangs until its timeout holds up only its own
+        messages: the others' next events are claimed and sent meanwhile (a batch that
+        waited for its slowest route would hold each of them up to WEBHOOK_TIMEOUT_S
+        whenever the hanging endpoint's retries come due). Each route's messages still
+        go one after the other, and a route is never sent to by two tasks here.
+        Needs a channel whose route is the recipient (webhooks: the endpoint)."""
+        if len(self._busy) >= self._channel.concurrency:
+            return 0  # a route that ends wakes the loop
+        started = time.monotonic()
+        claims = await self._store.claim(self._channel.name, self._config.batch,
+                                         self._config.lease_s, skip=tuple(self._busy))  # fmt: skip
+        send_by = started + self._config.lease_s - self._config.send_timeout_s
+        self._unreachable = False  # a route that is down waits as its backoff says
+        routes: dict[str, list[ClaimedMessage]] = {}
+        for claim in claims:
+            routes.setdefault(self._channel.route(claim.recipient), []).append(claim)
+        for route, group in routes.items():
+            task = asyncio.get_running_loop().create_task(self._route_task(group, send_by))
+            self._busy[route] = task
+            task.add_done_callback(lambda _, route=route: self._route_done(route))  # type: ignore[misc]
+        return len(claims)
+
+    async def _route_task(self, claims: list[ClaimedMessage], send_by: float) -> bool:
+        async with self._channel.session() as session:
+            return await self._deliver_route(session, claims, send_by, self._sending)
+
+    def _route_done(self, route: str) -> None:
+        task = self._busy.pop(route, None)
+        failed = task is not None and not task.cancelled() and task.exception() is not None
+        # A store outage while recording, say: the route's claims pass with their lease.
+        if failed and task is not None and self._faults.due("route") is not None:
+            log.warning("outbox: %s delivery to %s ended early: %s", self._channel.name,
+                        self._channel.describe(route), task.exception())  # fmt: skip
+        self._wake.set()
+
+    async def _deliver_route(
+        self,
+        session: ChannelSession,
+        claims: list[ClaimedMessage],
+        send_by: float,
+        at_once: asyncio.Semaphore,
+    ) -> bool:
+        """Send one route's messages in order; True if its server could not be
+        reached (or dropped the connection)."""
+        async with at_once:
+            down: DeliveryError | None = None
             for claim in claims:
                 if self._fault is not None or time.monotonic() > send_by:
                     reason = str(self._fault) if self._fault else "lease running out"
@@ -152,17 +236,16 @@ class DeliveryLoop:
                     await self._failed(claim, down)
                     continue
                 try:
-                    await session.send(self._config.envelope_from, claim.recipient,
-                                       claim.message)  # fmt: skip
+                    await session.send(claim.recipient, claim.message)
                 except DeliveryError as exc:
                     await self._failed(claim, exc)
                     if exc.connection and exc.failure is Failure.TEMPORARY:
                         down = exc
-                        self._unreachable = True
                     continue
                 except Exception as exc:
-                    # A mail the sender cannot handle at all must end as this mail's
-                    # failure: escaping, it left its batch claimed and retried for ever.
+                    # A message the channel cannot handle at all must end as this
+                    # message's failure: escaping, it left its batch claimed and retried
+                    # for ever.
                     log.error("outbox: message %s (%s) could not be sent", claim.id,
                               claim.kind, exc_info=exc)  # fmt: skip
                     await self._failed(
@@ -173,21 +256,21 @@ class DeliveryLoop:
                     )
                     continue
                 if await self._store.mark_sent(claim):
-                    mail_metrics().sent.labels(claim.kind).inc()
+                    outbox_metrics(self._channel.name).sent.labels(claim.kind).inc()
                 else:
                     self._lost(claim)
-        return len(claims)
+            return down is not None
 
     async def _failed(self, claim: ClaimedMessage, error: DeliveryError) -> None:
-        counted = mail_metrics()
+        counted = outbox_metrics(self._channel.name)
         if error.failure is Failure.CONFIGURATION:
             self._fault = error
             held = self._faults.due(f"fault:{type(error.__cause__).__name__}")
             if held is not None:
                 more = f" ({held} more since the last line)" if held else ""
                 log.error(
-                    "outbox: cannot send mail, check SMTP_URL and the SMTP_* settings: "
-                    "%s%s", error, more,
+                    "outbox: cannot send %s, check %s: %s%s",
+                    self._channel.name, self._channel.settings_hint, error, more,
                 )  # fmt: skip
             if not await self._store.release(claim, self._config.fault_retry_s, str(error)):
                 self._lost(claim)
@@ -207,17 +290,23 @@ class DeliveryLoop:
                 counted.dead.labels(claim.kind).inc()
                 log.error(
                     "outbox: message %s (%s to %s) is dead after %d attempts: %s",
-                    claim.id, claim.kind, _domain(claim.recipient), claim.attempts, error,
+                    claim.id, claim.kind, self._channel.describe(claim.recipient),
+                    claim.attempts, error,
                 )  # fmt: skip
             else:
                 self._lost(claim)
             return
         delay = self._policy.backoff_s(claim.attempts)
+        if error.retry_after_s is not None:
+            # The server's own wait, but never past the longest backoff: a receiver
+            # that asks for a day must not keep an event from it that long.
+            delay = max(delay, min(error.retry_after_s, self._policy.backoff_max_s))
         if await self._store.retry_later(claim, delay, str(error)):
             counted.retried.labels(claim.kind).inc()
             log.info(
                 "outbox: message %s (%s to %s) failed (attempt %d), retry in %.0f s: %s",
-                claim.id, claim.kind, _domain(claim.recipient), claim.attempts, delay, error,
+                claim.id, claim.kind, self._channel.describe(claim.recipient),
+                claim.attempts, delay, error,
             )  # fmt: skip
         else:
             self._lost(claim)
@@ -242,12 +331,7 @@ class DeliveryLoop:
             self._pruned_at = None
 
     async def _observe_depth(self) -> None:
-        stats = await self._store.stats(self._config.channel)
-        counted = mail_metrics()
+        stats = await self._store.stats(self._channel.name)
+        counted = outbox_metrics(self._channel.name)
         counted.depth.set(stats.depth)
         counted.oldest_age.set(stats.oldest_age_s)
-
-
-def _domain(address: str) -> str:
-    """What the log says of a recipient: the domain only."""
-    return "@" + address.rpartition("@")[2]
