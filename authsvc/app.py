@@ -167,6 +167,7 @@ def make_app(
                 "services": services,
                 "cookie": settings.forward_auth_cookie,
                 "cache_s": settings.forward_auth_cache_s,
+                "addresses_verified": settings.email_confirmation,
             },
         ),
         (r"/healthz", HealthHandler),

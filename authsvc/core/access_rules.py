@@ -3,12 +3,15 @@
 The vocabulary is small on purpose, so that every word is documented and tested:
 
     confirmed=true           the account's email address is confirmed
-    email_domain=a.com,b.org the account's address is at one of these domains (exact,
-                             case-insensitive; no suffix matching, so `evil-a.com` and
-                             `a.com.evil.org` are not `a.com`)
+    email_domain=a.com,b.org the account's address is confirmed and at one of these
+                             domains (exact, case-insensitive; no suffix matching, so
+                             `evil-a.com` and `a.com.evil.org` are not `a.com`)
 
-A word the service does not know is refused (InvalidRequirement), never ignored: a typo
-in a proxy's configuration must deny, not silently allow.
+Both need addresses that are verified: with EMAIL_CONFIRMATION off, every account is
+"confirmed" at registration (so that it can log in at all, unlike the Node service's),
+and anyone could register alice@corp.com and pass ``email_domain=corp.com``. Without it
+they are refused (InvalidRequirement), as is a word the service does not know: a typo
+or a promise the service cannot keep must deny, never silently allow.
 """
 
 from __future__ import annotations
@@ -33,31 +36,46 @@ class Requirements:
     email_domains: frozenset[str] = frozenset()
 
     @classmethod
-    def parse(cls, pairs: Iterable[tuple[str, str]]) -> Requirements:
+    def parse(
+        cls, pairs: Iterable[tuple[str, str]], *, addresses_verified: bool = True
+    ) -> Requirements:
         """The requirements of ``(name, value)`` pairs; every pair must hold, so a name
-        given twice demands both values. Raises InvalidRequirement."""
-        confirmed = False
-        domains: set[str] | None = None
+        given twice demands both values. ``addresses_verified``: EMAIL_CONFIRMATION is
+        on. Raises InvalidRequirement."""
+        result = cls()
         for name, value in pairs:
             if len(value) > MAX_VALUE_CHARS:
                 raise InvalidRequirement(f"requirement {name} is longer than {MAX_VALUE_CHARS}")
             if name == "confirmed":
                 if value not in ("true", "false"):
                     raise InvalidRequirement("requirement confirmed must be true or false")
-                confirmed = confirmed or value == "true"
+                one = cls(confirmed=value == "true")
             elif name == "email_domain":
                 given = {part.strip().lower() for part in value.split(",") if part.strip()}
                 if not given or len(given) > MAX_DOMAINS:
                     raise InvalidRequirement(
                         f"requirement email_domain needs 1 to {MAX_DOMAINS} domains"
                     )
-                # Twice: the address must be at a domain of both lists.
-                domains = given if domains is None else domains & given
-                if not domains:
-                    domains = {""}  # no domain is in both: nobody passes
+                # An address at a domain means something only once it is confirmed.
+                one = cls(confirmed=True, email_domains=frozenset(given))
             else:
                 raise InvalidRequirement(f"unknown requirement {name[:40]!r}")
-        return cls(confirmed=confirmed, email_domains=frozenset(domains or ()))
+            if not addresses_verified:
+                raise InvalidRequirement(
+                    f"requirement {name} needs EMAIL_CONFIRMATION=true (addresses are not"
+                    " verified)"
+                )
+            result = result.narrowed(one)
+        return result
+
+    def narrowed(self, other: Requirements) -> Requirements:
+        """Both sets of requirements at once: two domain lists leave the domains in
+        both (none in both: nobody passes)."""
+        if not self.email_domains or not other.email_domains:
+            domains = self.email_domains or other.email_domains
+        else:
+            domains = (self.email_domains & other.email_domains) or frozenset({""})
+        return Requirements(confirmed=self.confirmed or other.confirmed, email_domains=domains)
 
     def unmet(self, user: User) -> str | None:
         """The name of the first requirement ``user`` does not meet, or None."""

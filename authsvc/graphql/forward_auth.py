@@ -9,13 +9,21 @@ sessions' short cache, see SessionService._recent_user).
 Requirements come from the query string (``/auth?confirmed=true``) and from
 ``X-Auth-Require-<Name>`` headers. nginx passes the client's own headers on to the
 subrequest too, so a client can send such a header itself: every requirement must hold
-(they only ever add up), so a client can only make its own request stricter.
+(they only ever add up), so a client can only make its own request stricter, and a
+header authsvc cannot read denies that request (403) rather than fail it (nginx makes
+any answer but 2xx, 401 and 403 a 500).
+
+A token from the cookie (FORWARD_AUTH_COOKIE) rides along with any request a browser
+sends, a cross-site form's too: a request that changes something (its method, from the
+proxy's X-Forwarded-Method) is refused unless the browser says it is same-origin
+(Sec-Fetch-Site, or else an Origin that is the request's own host).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 from authsvc.core.access_rules import InvalidRequirement, Requirements
 from authsvc.core.errors import Unauthorized
@@ -34,28 +42,38 @@ MAX_TOKEN_CHARS = 4096
 USER_ID_HEADERS = ("X-Auth-User-Id", "X-Auth-Request-User")
 EMAIL_HEADERS = ("X-Auth-Email", "X-Auth-Request-Email")
 SESSION_HEADER = "X-Auth-Session-Id"
+#: Methods that change nothing (RFC 9110 §9.2.1): a cookie may carry them cross-site.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What Sec-Fetch-Site says of a request that a cross-site page did not make.
+OWN_SITE = frozenset({"same-origin", "none"})
 
 
 class ForwardAuthHandler(JSONHandler):
     operation = "forward_auth"
 
-    def initialize(self, services: Services, cookie: str | None, cache_s: int) -> None:
+    def initialize(
+        self,
+        services: Services,
+        cookie: str | None,
+        cache_s: int,
+        addresses_verified: bool,
+    ) -> None:
         self.services = services
         self.cookie = cookie
         self.cache_s = cache_s
+        self.addresses_verified = addresses_verified
+        self.from_cookie = False
+
+    def compute_etag(self) -> None:
+        # Every pass has the same empty body: an ETag would let If-None-Match turn it
+        # into a 304, which nginx's auth_request takes for an error.
+        return None
 
     async def head(self) -> None:
         await self.get()
 
     async def get(self) -> None:
         self.set_header("Cache-Control", "no-store")  # every answer but a cacheable 200
-        try:
-            requirements = Requirements.parse(self._requirement_pairs())
-        except InvalidRequirement as exc:
-            # The proxy's configuration is wrong: deny (nginx makes any other status a
-            # 500), and say what is wrong.
-            self._deny(400, "invalid_requirement", str(exc))
-            return
         token = self._token()
         if token is None:
             self.set_header("WWW-Authenticate", 'Bearer realm="authsvc"')
@@ -72,12 +90,30 @@ class ForwardAuthHandler(JSONHandler):
             self.set_header("Retry-After", str(UNAVAILABLE_RETRY_S))
             self._deny(503, "store_unavailable", "Service temporarily unavailable, retry later")
             return
+        try:
+            requirements = Requirements.parse(
+                self._query_requirements(), addresses_verified=self.addresses_verified
+            )
+        except InvalidRequirement as exc:
+            # The proxy's configuration is wrong: deny, and say what is wrong (nginx
+            # shows a 500).
+            self._deny(400, "invalid_requirement", str(exc))
+            return
+        try:
+            requirements = requirements.narrowed(
+                Requirements.parse(
+                    self._header_requirements(), addresses_verified=self.addresses_verified
+                )
+            )
+        except InvalidRequirement as exc:
+            self._forbid("invalid_requirement", str(exc))  # maybe the client's own header
+            return
         unmet = requirements.unmet(caller.user)
         if unmet is not None:
-            self.set_header(
-                "WWW-Authenticate", 'Bearer realm="authsvc", error="insufficient_scope"'
-            )
-            self._deny(403, f"unmet_{unmet}", f"requirement not met: {unmet}")
+            self._forbid(f"unmet_{unmet}", f"requirement not met: {unmet}")
+            return
+        if self.from_cookie and self._cross_site_change():
+            self._forbid("cross_site", "a cross-site request that changes something")
             return
         user = caller.user
         for name in USER_ID_HEADERS:
@@ -103,26 +139,58 @@ class ForwardAuthHandler(JSONHandler):
                 return ""
         elif self.cookie is not None and (value := self.get_cookie(self.cookie)):
             token = value.strip()
+            self.from_cookie = True
         else:
             return None
         return token if len(token) <= MAX_TOKEN_CHARS else ""
 
-    def _requirement_pairs(self) -> Iterator[tuple[str, str]]:
+    def _query_requirements(self) -> Iterator[tuple[str, str]]:
         for name, raw_values in self.request.query_arguments.items():
             for raw in raw_values:
                 yield name, raw.decode("utf-8", "replace")
+
+    def _header_requirements(self) -> Iterator[tuple[str, str]]:
         for header, value in self.request.headers.get_all():
             if header.lower().startswith(REQUIREMENT_HEADER.lower()):
                 yield header[len(REQUIREMENT_HEADER) :].lower().replace("-", "_"), value
 
+    def _cross_site_change(self) -> bool:
+        """Whether a browser sent this request from another site to change something.
+        Unknown methods count as changes; a request that names neither its site nor
+        an Origin is no cross-site form (browsers send Origin on every POST)."""
+        method = self.request.headers.get("X-Forwarded-Method", "GET").strip().upper()
+        if method in SAFE_METHODS:
+            return False
+        site = self.request.headers.get("Sec-Fetch-Site")
+        if site is not None:
+            return site.strip().lower() not in OWN_SITE
+        origin = self.request.headers.get("Origin")
+        if origin is None:
+            return False
+        host = self.request.headers.get("X-Forwarded-Host") or self.request.host
+        return urlsplit(origin.strip()).netloc.lower() != host.strip().lower()
+
     def _allow_caching(self, expires_at: int) -> None:
         """FORWARD_AUTH_CACHE_S > 0: a proxy may keep this 200 that long, keyed on the
-        credentials (Vary), and never past the token's own expiry."""
+        credentials and the requirement headers (Vary), never past the token's own
+        expiry, and not at all for a token from a cookie whose check depends on the
+        request's method and site."""
         seconds = min(self.cache_s, int(expires_at - time.time()))
-        if seconds <= 0:
+        if seconds <= 0 or self.from_cookie:
             return
+        varied = ["Authorization"] + sorted(
+            {
+                name
+                for name, _ in self.request.headers.get_all()
+                if name.lower().startswith(REQUIREMENT_HEADER.lower())
+            }
+        )
         self.set_header("Cache-Control", f"max-age={seconds}, s-maxage={seconds}")
-        self.set_header("Vary", "Authorization, Cookie" if self.cookie else "Authorization")
+        self.set_header("Vary", ", ".join(varied))
+
+    def _forbid(self, outcome: str, message: str) -> None:
+        self.set_header("WWW-Authenticate", 'Bearer realm="authsvc", error="insufficient_scope"')
+        self._deny(403, outcome, message)
 
     def _deny(self, status: int, outcome: str, message: str) -> None:
         self.outcome = outcome

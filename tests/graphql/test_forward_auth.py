@@ -131,15 +131,27 @@ async def test_every_revocation_is_refused_at_once(client, services):
 
 
 async def unconfirm(services, backend, user_id: str) -> None:
-    """An account whose address is not confirmed (one made while EMAIL_CONFIRMATION
-    was on)."""
+    """An account whose address is not confirmed (one made before EMAIL_CONFIRMATION
+    was switched on, and let in while it was off)."""
     mark = "%s" if backend == "servers" else "?"
     async with services.users_db.transaction() as tx:
         await tx.execute(f"UPDATE users SET confirmed = 0 WHERE id = {mark}", (user_id,))  # noqa: S608
 
 
+async def confirmed_user(client, services, email=None):
+    """(email, access token) of an account whose address is confirmed, on a server with
+    EMAIL_CONFIRMATION=true (confirmed by the admin command's path)."""
+    email = email or new_email()
+    assert (await client.register(email))["status"] == 201
+    await services.accounts.confirm_email(email)
+    result = await client.login(email)
+    assert result["status"] == 200, result
+    return email, json.loads(result["payload"])["access_token"]
+
+
+@pytest.mark.settings(email_confirmation=True)
 async def test_requirements_from_the_query_and_from_headers(client, services, backend):
-    _email, access, _ = await user_of(client)  # at example.com, confirmed
+    _, access = await confirmed_user(client, services)  # at example.com
     assert (await forward_auth(client, access, "?confirmed=true")).code == 200
     assert (await forward_auth(client, access, "?email_domain=example.com")).code == 200
     assert (await forward_auth(client, access, "?email_domain=Other.org,EXAMPLE.com")).code == 200
@@ -161,32 +173,67 @@ async def test_requirements_from_the_query_and_from_headers(client, services, ba
             "errors": [{"message": "requirement not met: email_domain"}]
         }
         assert "X-Auth-User-Id" not in response.headers
-    # A client cannot relax what the proxy demands by sending its own header.
-    _, unconfirmed, _ = await user_of(client)
+    # A client cannot relax what the proxy demands by sending its own header, and an
+    # address at the right domain passes only once it is confirmed.
+    _, unconfirmed = await confirmed_user(client, services)
     await unconfirm(services, backend, user_id_of(unconfirmed))
-    response = await forward_auth(
-        client, unconfirmed, "?confirmed=true", {"X-Auth-Require-Confirmed": "false"}
-    )
-    assert response.code == 403
-    assert json.loads(response.body)["errors"][0]["message"] == "requirement not met: confirmed"
+    for query, headers in (
+        ("?confirmed=true", {"X-Auth-Require-Confirmed": "false"}),
+        ("?email_domain=example.com", {}),
+    ):
+        response = await forward_auth(client, unconfirmed, query, headers)
+        assert response.code == 403
+        assert json.loads(response.body)["errors"][0]["message"] == (
+            "requirement not met: confirmed"
+        )
     assert (await forward_auth(client, unconfirmed)).code == 200  # nothing demanded
 
 
-async def test_an_unknown_or_malformed_requirement_denies(client):
+async def test_address_requirements_need_email_confirmation(client):
+    """With EMAIL_CONFIRMATION off every account is "confirmed" at registration: anyone
+    could register alice@corp.com, so neither requirement can be kept, and both deny."""
     _, access, _ = await user_of(client)
-    for query, headers in (
-        ("?confirmd=true", {}),
-        ("?confirmed=yes", {}),
-        ("?email_domain=", {}),
-        ("?email_domain=" + ",".join(f"d{i}.com" for i in range(17)), {}),
-        ("?email_domain=" + "a" * 600, {}),
-        ("", {"X-Auth-Require-Admin": "true"}),
-    ):
-        response = await forward_auth(client, access, query, headers)
-        assert response.code == 400, (query, headers)
+    for query in ("?confirmed=true", "?email_domain=example.com", "?confirmed=false"):
+        response = await forward_auth(client, access, query)
+        assert response.code == 400, query
+        assert "EMAIL_CONFIRMATION=true" in json.loads(response.body)["errors"][0]["message"]
         assert "X-Auth-User-Id" not in response.headers
-    # Even without a token: the configuration is wrong whoever asks.
-    assert (await forward_auth(client, None, "?bogus=1")).code == 400
+    response = await forward_auth(client, access, headers={"X-Auth-Require-Confirmed": "true"})
+    assert response.code == 403
+
+
+@pytest.mark.settings(email_confirmation=True)
+async def test_an_unknown_or_malformed_requirement_denies(client, services):
+    _, access = await confirmed_user(client, services)
+    # In the query: the proxy's configuration is wrong (400; nginx shows a 500).
+    for query in (
+        "?confirmd=true",
+        "?confirmed=yes",
+        "?email_domain=",
+        "?email_domain=" + ",".join(f"d{i}.com" for i in range(17)),
+        "?email_domain=" + "a" * 600,
+    ):
+        response = await forward_auth(client, access, query)
+        assert response.code == 400, query
+        assert "X-Auth-User-Id" not in response.headers
+    # In a header, which the client may have sent itself: its request is denied (403),
+    # not failed.
+    for headers in ({"X-Auth-Require-Admin": "true"}, {"X-Auth-Require-Confirmed": "yes"}):
+        response = await forward_auth(client, access, headers=headers)
+        assert response.code == 403, headers
+        assert "X-Auth-User-Id" not in response.headers
+    # Without a token the answer is the challenge, whatever else came.
+    response = await forward_auth(client, None, "?bogus=1", {"X-Auth-Require-Foo": "1"})
+    assert response.code == 401
+
+
+async def test_no_etag_so_no_304_for_nginx_to_fail_on(client):
+    _, access, _ = await user_of(client)
+    response = await forward_auth(client, access)
+    assert response.code == 200 and "Etag" not in response.headers
+    for tag in ("*", '"da39a3ee5e6b4b0d3255bfef95601890afd80709"'):
+        response = await forward_auth(client, access, headers={"If-None-Match": tag})
+        assert response.code == 200, tag
 
 
 @pytest.mark.settings(forward_auth_cookie="authsvc_at")
@@ -221,6 +268,56 @@ async def test_a_proxy_may_cache_a_pass_no_longer_than_the_setting_or_the_token(
     assert response.headers["Vary"] == "Authorization"
     # Refusals are never cached.
     assert (await forward_auth(client, "forged")).headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.settings(forward_auth_cache_s=30, email_confirmation=True, forward_auth_cookie="at")
+async def test_a_cached_pass_is_keyed_on_the_requirement_headers_too(client, services):
+    """A cache that stored a lenient location's pass must not hand it to a strict one:
+    the requirement headers it carried are in Vary. A cookie's pass depends on the
+    request's method and site, so it is not cacheable at all."""
+    _, access = await confirmed_user(client, services)
+    headers = {"X-Auth-Require-Email-Domain": "example.com", "x-auth-require-confirmed": "true"}
+    response = await forward_auth(client, access, headers=headers)
+    assert response.code == 200
+    assert response.headers["Vary"] == (
+        "Authorization, X-Auth-Require-Confirmed, X-Auth-Require-Email-Domain"
+    )
+    response = await forward_auth(client, headers={"Cookie": f"at={access}"})
+    assert response.code == 200 and response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.settings(forward_auth_cookie="at")
+async def test_a_cookie_does_not_carry_a_cross_site_change(client):
+    """A browser sends the cookie with another site's form too (CSRF): a change
+    (X-Forwarded-Method) passes only when the browser says it is same-origin."""
+    _, access, _ = await user_of(client)
+    cookie = {"Cookie": f"at={access}"}
+    for extra, allowed in (
+        ({"X-Forwarded-Method": "GET", "Sec-Fetch-Site": "cross-site"}, True),  # a link
+        ({"X-Forwarded-Method": "POST", "Sec-Fetch-Site": "same-origin"}, True),
+        ({"X-Forwarded-Method": "POST", "Sec-Fetch-Site": "none"}, True),  # typed URL
+        ({"X-Forwarded-Method": "POST", "Sec-Fetch-Site": "cross-site"}, False),
+        ({"X-Forwarded-Method": "DELETE", "Sec-Fetch-Site": "same-site"}, False),
+        ({"X-Forwarded-Method": "post", "Origin": "https://evil.example"}, False),
+        ({"X-Forwarded-Method": "PUT", "Origin": "http://127.0.0.1:1"}, False),
+        ({"X-Forwarded-Method": "POST"}, True),  # no browser's cross-site form
+        ({"X-Forwarded-Method": "PATCH", "Origin": "null"}, False),
+    ):
+        response = await forward_auth(client, headers=cookie | extra)
+        assert (response.code == 200) is allowed, (extra, response.code)
+        if not allowed:
+            assert response.code == 403
+            assert "X-Auth-User-Id" not in response.headers
+    # The same origin as the request's host passes; a Bearer header is no CSRF risk.
+    response = await client.raw("GET", "/auth", headers={"Cookie": f"at={access}",
+                                "X-Forwarded-Method": "POST", "Host": "app.example",
+                                "Origin": "https://app.example"})  # fmt: skip
+    assert response.code == 200
+    bearer = {"Authorization": f"Bearer {access}"}
+    response = await forward_auth(
+        client, headers=bearer | {"X-Forwarded-Method": "POST", "Sec-Fetch-Site": "cross-site"}
+    )
+    assert response.code == 200
 
 
 async def test_an_international_address_goes_out_as_utf8(client):
