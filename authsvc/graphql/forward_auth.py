@@ -178,13 +178,12 @@ class ForwardAuthHandler(JSONHandler):
         seconds = min(self.cache_s, int(expires_at - time.time()))
         if seconds <= 0 or self.from_cookie:
             return
-        varied = ["Authorization"] + sorted(
-            {
-                name
-                for name, _ in self.request.headers.get_all()
-                if name.lower().startswith(REQUIREMENT_HEADER.lower())
-            }
-        )
+        required = {
+            name
+            for name, _ in self.request.headers.get_all()
+            if name.lower().startswith(REQUIREMENT_HEADER.lower())
+        }
+        varied = ["Authorization", *sorted(required)]
         self.set_header("Cache-Control", f"max-age={seconds}, s-maxage={seconds}")
         self.set_header("Vary", ", ".join(varied))
 
