@@ -61,9 +61,9 @@ class Requirements:
             else:
                 raise InvalidRequirement(f"unknown requirement {name[:40]!r}")
             if not addresses_verified:
+                unverified = "addresses are not verified"
                 raise InvalidRequirement(
-                    f"requirement {name} needs EMAIL_CONFIRMATION=true (addresses are not"
-                    " verified)"
+                    f"requirement {name} needs EMAIL_CONFIRMATION=true ({unverified})"
                 )
             result = result.narrowed(one)
         return result
