@@ -3,10 +3,11 @@ every worker without a restart.
 
 Once a second a worker stats the folder's few entries (a few microseconds, on the loop,
 never on a request's path) and only when something changed reads the keys again, in a
-thread: parsing a PEM (an RSA key above all) must not hold the loop. A folder that
-cannot be read as a whole (a file half copied in by hand, a record that is no record)
-leaves the keys in use as they are, says so once, and is tried again when it changes:
-a worker never stops serving for it. `authsvc keys` itself writes every file atomically
+thread: parsing a PEM (an RSA key above all) must not hold the loop. A file that is no
+usable key (half copied in by hand) is passed over, as at a worker's start (signing.py);
+a folder whose signing key or records cannot be read leaves the keys in use as they
+are, says so once, and is tried again when it changes: a worker never stops serving
+for it. `authsvc keys` itself writes every file atomically
 (stores/keyfiles.py), so it never shows a reader half a file.
 """
 

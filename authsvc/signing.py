@@ -41,7 +41,8 @@ def access_ring(settings: Settings, clock: Clock = utc_now) -> KeyRing:
     if settings.uses_hmac_access_tokens:
         return KeyRing(algorithm, [hmac_key(_secret(settings, "access"))])
     try:
-        if not _asymmetric_keys(settings):
+        no_key = settings.jwt_private_key is None
+        if no_key and not keyfiles.key_files(Path(settings.jwt_keys_dir)):
             if settings.is_production:
                 raise ConfigError(
                     f"JWT_ALGORITHM={algorithm} needs a private key: run `authsvc keys "
@@ -165,10 +166,19 @@ def _keyed_sources(settings: Settings) -> list[tuple[str, Key]]:
     """(where it came from, key): files oldest first, then JWT_PRIVATE_KEY, which thus
     signs by default when set."""
     algorithm = settings.jwt_algorithm
-    found = [
-        (str(path), asymmetric_key(algorithm, private))
-        for path, private in keyfiles.load_key_files(Path(settings.jwt_keys_dir))
-    ]
+    found = []
+    for path in keyfiles.key_files(Path(settings.jwt_keys_dir)):
+        # A file that is no key of this algorithm (half copied in by hand, another
+        # kind of key) is passed over with a warning, as every worker's reload does:
+        # a worker that starts (a replacement for one that died) must not fail on
+        # what the running workers serve beside. If it is the signing key, the ring
+        # refuses to be built: nothing could sign.
+        try:
+            private = keyfiles.load_pem(path.read_bytes(), str(path))
+            found.append((str(path), asymmetric_key(algorithm, private)))
+        except (ValueError, OSError) as exc:  # KeyConfigError is a ValueError
+            log.warning("JWT_KEYS_DIR: %s passed over, no usable %s key: %s",
+                        path.name, algorithm, exc)  # fmt: skip
     if settings.jwt_private_key is not None:
         pem = settings.jwt_private_key.get_secret_value().encode()
         found.append(

@@ -10,12 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import jwt
+import pytest
 
 from authsvc import signing
 from authsvc.core.clock import utc_now
 from authsvc.core.tokens import TokenCodec, TokenType
 from authsvc.key_reload import KeyReload
-from authsvc.settings import load_settings
+from authsvc.settings import ConfigError, load_settings
 from authsvc.stores import keyfiles
 
 
@@ -71,25 +72,50 @@ async def test_a_rotation_is_followed_and_the_former_key_retires(tmp_path):
     ]  # fmt: skip
 
 
-async def test_a_half_written_key_never_replaces_the_keys_in_use(tmp_path, caplog):
+async def test_a_half_written_key_is_passed_over_by_running_and_starting_workers(
+    tmp_path, caplog
+):
     settings = eddsa_settings(tmp_path)
-    signing.generate_key(settings)
+    first = signing.generate_key(settings)
     tokens = codec(settings)
     reload = KeyReload(settings, tokens, utc_now)
     await reload.check()
-    ring = tokens.access.ring
     donor = signing.generate_key(eddsa_settings(tmp_path / "other"))
     pem = Path(donor.source).read_bytes()
     broken = tmp_path / "keys" / "29991231T000000000000Z.pem"  # copied in by hand, not atomically
     broken.write_bytes(pem[: len(pem) // 2])
-    with caplog.at_level(logging.WARNING, logger="authsvc.key_reload"):
-        assert not await reload.check()
+    with caplog.at_level(logging.WARNING, logger="authsvc.signing"):
+        await reload.check()
         assert not await reload.check()  # the same broken folder: said once
-    assert tokens.access.ring is ring
-    assert caplog.text.count("cannot be read; keeping the keys in use") == 1
+        # A worker that starts now (the replacement of one that died) starts too:
+        # the outside attack's outage was every replacement failing on this file.
+        started = codec(settings)
+    assert caplog.text.count("passed over") == 2
+    for ring in (tokens.access.ring, started.access.ring):
+        assert ring.signing.kid == first.kid
+        assert [k["kid"] for k in ring.jwks()["keys"]] == [first.kid]
     broken.write_bytes(pem)  # the copy completes
     assert await reload.check()
     assert donor.kid in [k["kid"] for k in tokens.access.ring.jwks()["keys"]]
+
+
+async def test_an_unreadable_signing_key_keeps_the_ring_in_use(tmp_path, caplog):
+    """Nothing could sign without it: a running worker keeps what it has, a starting
+    one refuses with one line."""
+    settings = eddsa_settings(tmp_path)
+    first = signing.generate_key(settings)
+    signing.generate_key(settings)  # the next one: published, not signing
+    tokens = codec(settings)
+    reload = KeyReload(settings, tokens, utc_now)
+    await reload.check()
+    ring = tokens.access.ring
+    Path(first.source).write_bytes(b"-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n")
+    with caplog.at_level(logging.WARNING, logger="authsvc.key_reload"):
+        assert not await reload.check()
+    assert tokens.access.ring is ring
+    assert "cannot be read; keeping the keys in use" in caplog.text
+    with pytest.raises(ConfigError, match="names no loaded key"):
+        signing.access_ring(settings)
 
 
 async def test_a_look_at_an_unchanged_folder_costs_microseconds(tmp_path):

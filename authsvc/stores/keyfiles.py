@@ -44,11 +44,6 @@ def key_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.pem")) if folder.is_dir() else []
 
 
-def load_key_files(folder: Path) -> list[tuple[Path, PrivateKey]]:
-    """Every key of the folder, oldest first."""
-    return [(path, load_pem(path.read_bytes(), str(path))) for path in key_files(folder)]
-
-
 def fingerprint(folder: Path) -> Fingerprint:
     """A few stat calls: cheap enough to ask every second. Empty for a missing folder."""
     try:
