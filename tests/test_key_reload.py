@@ -72,9 +72,7 @@ async def test_a_rotation_is_followed_and_the_former_key_retires(tmp_path):
     ]  # fmt: skip
 
 
-async def test_a_half_written_key_is_passed_over_by_running_and_starting_workers(
-    tmp_path, caplog
-):
+async def test_a_half_written_key_is_passed_over_by_running_and_starting_workers(tmp_path, caplog):
     settings = eddsa_settings(tmp_path)
     first = signing.generate_key(settings)
     tokens = codec(settings)
