@@ -131,10 +131,10 @@ class WebhookEndpoint(BaseModel):
 
 
 def endpoint_shown(url: str) -> str:
-    """A webhook endpoint as logs and `authsvc outbox list` show it: without its query
-    (which might carry a token of the receiver's)."""
+    """A webhook endpoint as logs, `authsvc outbox list` and `check-config` show it:
+    without its query or user info (which might carry a token of the receiver's)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def webhook_key(secret: str) -> bytes:
@@ -235,9 +235,9 @@ class Settings(BaseSettings):
     jwt_leeway_s: int = Field(0, ge=0, le=30)
     #: A key that `authsvc keys rotate` retired stays published and accepted for
     #: JWT_ACCESS_AGE_S + JWT_LEEWAY_S + this, then drops out by itself: this covers the
-    #: workers that sign with it until they see the rotation (about 2 s) and clock skew
-    #: between hosts.
-    jwt_key_retire_margin_s: int = Field(60, ge=0, le=3600)
+    #: workers that sign with it until they see the rotation (about 2 s, hence at least
+    #: 3) and clock skew between hosts.
+    jwt_key_retire_margin_s: int = Field(60, ge=3, le=3600)
 
     # --- discovery (RFC 8414, OpenID Connect Discovery) and the JWKS ------------------
     #: GET /.well-known/openid-configuration and /.well-known/oauth-authorization-server;
@@ -509,6 +509,21 @@ class Settings(BaseSettings):
             # Never the input: it holds the secrets.
             raise ValueError(f"is not JSON ({exc.msg} at character {exc.pos})") from None
 
+    @field_validator("webhooks")
+    @classmethod
+    def _check_webhook_urls(cls, value: tuple[WebhookEndpoint, ...]) -> tuple[WebhookEndpoint, ...]:
+        # The outbox names an endpoint by its URL: two with one URL would sign each
+        # other's events with the wrong secrets.
+        seen: set[str] = set()
+        for number, endpoint in enumerate(value):
+            if endpoint.url in seen:
+                raise ValueError(
+                    f"endpoint {number} has the URL of an earlier one "
+                    f"({endpoint_shown(endpoint.url)}): give each endpoint its own URL"
+                )
+            seen.add(endpoint.url)
+        return value
+
     @field_validator("email_templates_dir")
     @classmethod
     def _check_templates_dir(cls, value: str | None) -> str | None:
@@ -708,8 +723,11 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "**********" if value.get_secret_value() else ""
-            elif name == "webhooks":
-                value = [endpoint.model_dump(mode="json") for endpoint in value]
+            elif name == "webhooks":  # the URLs as the logs show them (no query)
+                value = [
+                    endpoint.model_dump(mode="json") | {"url": endpoint_shown(endpoint.url)}
+                    for endpoint in value
+                ]
             out[name.upper()] = value
         return out
 

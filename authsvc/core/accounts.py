@@ -290,8 +290,13 @@ class AccountService:
             await self._users.set_disabled(user.id, False, now)
             audit("user_enabled", user_id=user.id)
             return user
-        await self._change("user.disabled", lambda users: users.set_disabled(user.id, True, now),
-                           user_id=user.id)  # fmt: skip
+        if user.disabled:  # already: the sessions are ended again, nothing is reported
+            await self._users.set_disabled(user.id, True, now)
+        else:
+            await self._change(
+                "user.disabled", lambda users: users.set_disabled(user.id, True, now),
+                user_id=user.id,
+            )  # fmt: skip
         # After the row changed (SessionStore.revoke_all).
         ended = await self._sessions.revoke_all(user.id)
         if self._forget_links is not None:

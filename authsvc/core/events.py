@@ -112,6 +112,10 @@ class Changes:
 
 
 async def sessions_revoked(events: EventSink, user_id: str, reason: str, **data: Data) -> None:
-    """Publish ``session.revoked`` (Redis-only state) when an endpoint wants it."""
+    """Publish ``session.revoked`` (Redis-only state) when an endpoint wants it and a
+    session did end: of racing ``logoutAll`` calls only the one that ended them reports
+    it, so a receiver never sees the same revocation twice under two event ids."""
+    if data.get("sessions") == 0:
+        return
     if events.wants("session.revoked"):
         await events.publish("session.revoked", user_id=user_id, reason=reason, **data)

@@ -6,6 +6,7 @@ secrets, and never a token, password, hash or email in it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from urllib.parse import parse_qs, urlsplit
@@ -221,6 +222,34 @@ async def test_the_failure_that_locks_an_account_is_one_event(client, services, 
         await client.login(new_email(), "no account at all")  # an unknown email: no event
     await client.login(email)  # refused: still locked
     assert [d.event["type"] for d in receiver.to("/a")] == ["user.registered", "login.locked"]
+
+
+async def test_a_revocation_is_reported_once_and_only_when_it_ended_something(
+    client, services, receiver
+):
+    """From the outside attack: five racing logoutAll calls sent five session.revoked
+    (four of them "sessions": 0), and disabling a disabled account sent user.disabled
+    again, each under a new event id, so that receivers could not dedupe them."""
+    email = new_email()
+    await client.register(email)
+    await receiver.next("/a")  # registered
+    access, _ = await login(client, email)
+    await login(client, email)
+    racing = [client.post(LOGOUT_ALL, token=access) for _ in range(5)]
+    answers = await asyncio.gather(*racing)
+    assert all(status == 200 for status, _ in answers)
+    [revoked] = await events(receiver, 1)
+    assert revoked["data"]["reason"] == "logout_all" and revoked["data"]["sessions"] == 2
+    await services.accounts.set_disabled(email, True)
+    [disabled] = await events(receiver, 1)  # no session left to end: no session.revoked
+    assert disabled["type"] == "user.disabled"
+    await services.accounts.set_disabled(email, True)  # already disabled
+    await services.accounts.set_disabled(email, False)
+    await client.register(new_email())  # an event after them, so the wait is not blind
+    [last] = await events(receiver, 1)
+    assert last["type"] == "user.registered"
+    assert [d.event["type"] for d in receiver.to("/a")] == [
+        "user.registered", "session.revoked", "user.disabled", "user.registered"]  # fmt: skip
 
 
 ONLY_DELETIONS = json.dumps(

@@ -61,6 +61,16 @@ def test_a_mistake_is_one_line_naming_the_entry_and_never_the_secret(value, mess
     assert SECRET[6:] not in str(refused.value) and "\n" not in str(refused.value)
 
 
+def test_two_endpoints_with_one_url_are_refused():
+    """The outbox names an endpoint by its URL: the second's secrets would sign the
+    first's events, which its receiver then refuses until they die."""
+    two = json.dumps([{"url": "https://x.example/in?a=1", "secrets": SECRET},
+                      {"url": "https://x.example/in?a=1", "secrets": new_secret()}])  # fmt: skip
+    with pytest.raises(ConfigError, match="endpoint 1 has the URL of an earlier one") as refused:
+        load_settings(None, webhooks=two)
+    assert "a=1" not in str(refused.value)
+
+
 def test_the_lease_must_outlast_two_timeouts():
     with pytest.raises(ConfigError, match="at least twice WEBHOOK_TIMEOUT_S"):
         load_settings(None, webhooks=hooks(), webhook_timeout_s=100)
@@ -68,13 +78,15 @@ def test_the_lease_must_outlast_two_timeouts():
 
 def test_an_env_file_entry_loads_and_check_config_masks_the_secrets(tmp_path):
     other = new_secret()
-    line = json.dumps([{"url": "https://hooks.example.com/in", "secrets": f"{SECRET} {other}",
+    line = json.dumps([{"url": "https://hooks.example.com/in?tok=RECEIVERS-OWN",
+                        "secrets": f"{SECRET} {other}",
                         "events": ["user.deleted", "session.revoked"]}])  # fmt: skip
     (tmp_path / ".env").write_text(f"WEBHOOKS='{line}'\n")
     env = {k.upper(): v for k, v in PRODUCTION.items()}
     result = run_cli("check-config", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "https://hooks.example.com/in" in result.stdout
+    assert "RECEIVERS-OWN" not in result.stdout  # the query, as in the logs: not shown
     assert "'**********', '**********'" in result.stdout
     for secret in (SECRET, other):
         assert secret[6:] not in result.stdout + result.stderr
