@@ -23,7 +23,7 @@ def test_locust_headless_run(tmp_path):
         result = subprocess.run(
             [
                 sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
-                "--headless", "-u", "4", "-r", "4", "-t", "4s", "--stop-timeout", "2",
+                "--headless", "-u", "4", "-r", "4", "-t", "3s", "--stop-timeout", "2",
                 "--host", f"http://127.0.0.1:{service.port}", "--csv", str(tmp_path / "run"),
                 "--exit-code-on-error", "1",
             ],

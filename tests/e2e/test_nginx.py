@@ -115,8 +115,11 @@ class Deployment:
     echo: EchoServer
 
 
-@pytest.fixture
-def deployment(tmp_path, mysql_server, redis_server):
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, mysql_server, redis_server):
+    """One deployment for the module (its start is the slow part). The rolling restart
+    test, which replaces a replica, comes last."""
+    tmp_path = tmp_path_factory.mktemp("nginx-deployment")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "nginx is needed: .ci/run installs it (nginx-light)"
     listen = free_port()

@@ -122,7 +122,8 @@ def test_a_mail_claimed_by_a_killed_process_is_sent_after_the_restart(
 ):
     sink = SMTPSink()
     sink.start()
-    env = mail_env(mysql_server, redis_server, outbox_database, sink)
+    # The shortest lease SMTP_TIMEOUT_S allows (twice it): the restart waits it out.
+    env = mail_env(mysql_server, redis_server, outbox_database, sink, OUTBOX_LEASE_S="2")
     migrate(tmp_path, env)
     sink.stall.set()  # the server takes the connection and then stalls at RCPT
     first = ServiceProcess(tmp_path, env)

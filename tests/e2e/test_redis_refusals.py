@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -100,7 +101,8 @@ async def test_a_full_redis_is_unavailable_not_an_internal_error(client, admin, 
 
 async def test_a_read_only_replica_is_unavailable(client, admin, caplog, tmp_path):
     email = await registered(client)
-    primary = ThrowawayRedis(tmp_path)
+    # A full sync at once, not after the default five seconds of waiting for more replicas.
+    primary = ThrowawayRedis(tmp_path, "--repl-diskless-sync-delay", "0")
     primary.start()
     try:
         admin.replicaof("127.0.0.1", primary.port)
@@ -155,26 +157,32 @@ async def test_a_redis_busy_with_a_script_is_unavailable(client, admin, redis_in
 
 async def test_a_redis_loading_its_data_is_unavailable(client, admin, redis_instance, caplog):
     email = await registered(client)
+    # 2,000 keys of 1 KB each: with one key loaded every 5 ms (key-load-delay) the
+    # LOADING state lasts up to ten seconds, far longer than the checks need, and every
+    # key is past loading-process-events-interval-bytes, so Redis answers (LOADING)
+    # between any two keys. The delay is taken away once the checks are done.
     with admin.pipeline(transaction=False) as pipe:
-        for batch in range(40):
-            pipe.mset({f"filler:{batch}:{i}": "x" for i in range(5000)})
+        for batch in range(4):
+            pipe.mset({f"filler:{batch}:{i}": os.urandom(512).hex() for i in range(500)})
         pipe.execute()
     admin.save()
     redis_instance.stop()
-    # 200,000 keys at 30 µs each: six seconds of LOADING answers after the restart.
     redis_instance.extra = (
         *redis_instance.extra,
         "--key-load-delay",
-        "30",
+        "5000",
         "--loading-process-events-interval-bytes",
-        "1024",  # answer (LOADING) every few keys, not every 2 MB
+        "1024",
     )
     redis_instance.start()
     try:
+        assert admin.info("persistence")["loading"] == 1
         # The first call meets the pooled connection the restart closed ("connection").
         await client.post(LOGIN, {"email": email, "password": PASSWORD})
         await assert_refused_as_unavailable(client, caplog, email, "loading")
+        assert admin.info("persistence")["loading"] == 1  # the checks ran while it loaded
     finally:
+        admin.config_set("key-load-delay", 0)  # CONFIG is served while loading
         deadline = time.monotonic() + 60
         while True:
             try:

@@ -115,7 +115,12 @@ def test_a_worker_that_does_not_stop_is_killed_at_its_deadline(
     """A worker stuck so hard it never handles SIGTERM (here: SIGSTOP) must not keep
     the service from stopping: the supervisor kills it once the longest legitimate
     stop (drain, grace, closing the stores, margin) is over, says so, and exits 1."""
-    env = env_on(own_mariadb, mysql_server, redis_server, workers=2)
+    # The deadline is built from these two: halved, it still shows each part of it.
+    shutdown_timeout_s = store_timeout_s = 0.5
+    env = env_on(own_mariadb, mysql_server, redis_server, workers=2) | {
+        "SHUTDOWN_TIMEOUT_S": str(shutdown_timeout_s),
+        "STORE_TIMEOUT_S": str(store_timeout_s),
+    }
     migrate(tmp_path, env)
     service = ServiceProcess(tmp_path, env)
     try:
@@ -128,7 +133,7 @@ def test_a_worker_that_does_not_stop_is_killed_at_its_deadline(
     finally:
         service.stop()
     logs = service.logs()
-    deadline = 2 * SHUTDOWN_TIMEOUT_S + 1.0 + 2 * STORE_TIMEOUT_S + 5.0  # stop_deadline_s
+    deadline = 2 * shutdown_timeout_s + 1.0 + 2 * store_timeout_s + 5.0  # stop_deadline_s
     assert code == 1, logs[-3000:]
     assert f"(pid {stuck}) did not stop within" in logs, logs[-3000:]
     assert f"(pid {other}) did not stop" not in logs  # the other drained as usual

@@ -16,10 +16,13 @@ from tests.e2e.processes import free_port, wait_for_port
 
 
 def _server(folder: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
+    """A redis-server on ``port``. A master sends a replica its full sync at once, not
+    after the default five seconds of waiting for more replicas to join it."""
     folder.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder), *options],
+         "--appendonly", "no", "--dir", str(folder), "--repl-diskless-sync-delay", "0",
+         *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_for_port(port, 10, process)
