@@ -52,6 +52,8 @@ RESPAWN_WINDOW_S = 30.0
 #: times a random 0.5-1.5 so that workers dying together do not restart together.
 RESPAWN_BASE_DELAY_S = 0.25
 RESPAWN_MAX_DELAY_S = 5.0
+#: Past MAX_RESPAWNS while other workers still serve: the wait between tries.
+RESPAWN_FAILING_DELAY_S = 30.0
 
 
 def respawn_delay_s(recent_deaths: int) -> float:
@@ -261,7 +263,9 @@ class Supervisor:
     so a worker that cannot stay up is not respawned in a tight loop. Store outages do
     not kill workers (they start without their stores and connect when they return), so
     deaths in a row mean something else is wrong: past MAX_RESPAWNS within
-    RESPAWN_WINDOW_S the service stops, with one line saying so."""
+    RESPAWN_WINDOW_S the service stops, with one line saying so, unless other workers
+    still serve: those go on, and the replacement is tried every
+    RESPAWN_FAILING_DELAY_S."""
 
     def __init__(self, settings: Settings, workers: int) -> None:
         self.settings = settings
@@ -317,6 +321,22 @@ class Supervisor:
             now = time.monotonic()
             self.deaths = [t for t in self.deaths if now - t < RESPAWN_WINDOW_S] + [now]
             if len(self.deaths) > MAX_RESPAWNS:
+                serving = sum(1 for w in self.children.values() if w != METRICS_PROCESS)
+                if serving:
+                    # A replacement that cannot start (a file broken since the others
+                    # started: a template, a key record) must not take down the workers
+                    # that serve: they keep serving, and it is tried again now and then.
+                    log.error(
+                        "workers died %d times in %.0f s (the lines above say why); %d "
+                        "still serve: trying worker %d again in %.0f s",
+                        len(self.deaths),
+                        RESPAWN_WINDOW_S,
+                        serving,
+                        worker,
+                        RESPAWN_FAILING_DELAY_S,
+                    )
+                    self.respawns[worker] = now + RESPAWN_FAILING_DELAY_S
+                    continue
                 log.error(
                     "workers died %d times in %.0f s, not for a store outage (the lines "
                     "above say why): stopping the service",

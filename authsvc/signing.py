@@ -50,19 +50,32 @@ def access_ring(settings: Settings, clock: Clock = utc_now) -> KeyRing:
                 )
             info = generate_key(settings)
             log.warning("no %s key found: generated %s (development only)", algorithm, info.source)
-        return load_access_ring(settings, clock)
+        return load_access_ring(settings, clock, records_required=False)
     except (KeyConfigError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
 
 
-def load_access_ring(settings: Settings, clock: Clock = utc_now) -> KeyRing:
+def load_access_ring(
+    settings: Settings, clock: Clock = utc_now, *, records_required: bool = True
+) -> KeyRing:
     """The asymmetric ring as the folder holds it now, generating nothing. Raises
-    KeyConfigError, ValueError (a file that is no key or record) or OSError."""
+    KeyConfigError, ValueError (a signing key or, if ``records_required``, retirement
+    records that cannot be read) or OSError. Without ``records_required`` (a worker's
+    start, which has no ring to keep) unreadable records count as none: every former
+    key then stays retired until it is removed, the safe side."""
+    folder = Path(settings.jwt_keys_dir)
+    try:
+        retired = keyfiles.read_retired(folder)
+    except ValueError as exc:
+        if records_required:
+            raise
+        log.warning("JWT_KEYS_DIR: %s passed over: %s", keyfiles.RETIRED_FILE, exc)
+        retired = {}
     return KeyRing(
         settings.jwt_algorithm,
         _asymmetric_keys(settings),
         _signing_kid(settings),
-        retired=keyfiles.read_retired(Path(settings.jwt_keys_dir)),
+        retired=retired,
         retention_s=settings.key_retention_s,
         clock=clock,
     )
@@ -95,12 +108,10 @@ def generate_key(settings: Settings) -> KeyInfo:
     first key (else `rotate` makes it sign), so verifiers can fetch it beforehand."""
     _require_asymmetric(settings)
     folder = Path(settings.jwt_keys_dir)
-    existing = keyfiles.key_files(folder)
+    existing = _usable_files(settings)
     if existing and keyfiles.read_signing_kid(folder) is None:
         # Pin the key that signs now (the newest), or the new one would take over.
-        current = _file_kid(settings, existing[-1])
-        assert current is not None
-        keyfiles.write_signing_kid(folder, current)
+        keyfiles.write_signing_kid(folder, existing[-1][1])
     path = keyfiles.write_key(folder, generate_private_key(settings.jwt_algorithm))
     kid = _file_kid(settings, path)
     assert kid is not None
@@ -116,14 +127,14 @@ def rotate_key(settings: Settings, now: datetime | None = None) -> KeyInfo:
     JWT_KEY_RETIRE_MARGIN_S, then drops out by itself."""
     _require_asymmetric(settings)
     folder = Path(settings.jwt_keys_dir)
-    files = keyfiles.key_files(folder)
+    files = _usable_files(settings)
     previous = access_ring(settings).signing.kid
-    newest = _file_kid(settings, files[-1]) if files else None
+    newest = files[-1][1] if files else None
     if newest is None or newest == keyfiles.read_signing_kid(folder):
         info = generate_key(settings)
         newest, source = info.kid, info.source
     else:
-        source = str(files[-1])
+        source = str(files[-1][0])
     retired = keyfiles.read_retired(folder)
     retired.pop(newest, None)
     if previous is not None and previous != newest:
@@ -148,8 +159,8 @@ def remove_key(settings: Settings, kid: str) -> Path:
     folder = Path(settings.jwt_keys_dir)
     if kid == access_ring(settings).signing.kid:
         raise ConfigError(f"key {kid} signs: rotate to another key before removing it")
-    for path in keyfiles.key_files(folder):
-        if _file_kid(settings, path) == kid:
+    for path, file_kid in _usable_files(settings):
+        if file_kid == kid:
             path.unlink()
             retired = keyfiles.read_retired(folder)
             if retired.pop(kid, None) is not None:
@@ -188,6 +199,17 @@ def _keyed_sources(settings: Settings) -> list[tuple[str, Key]]:
             )
         )
     return found
+
+
+def _usable_files(settings: Settings) -> list[tuple[Path, str]]:
+    """(file, kid) of every usable key file, oldest first: what a file that is no key
+    (passed over with a warning) leaves, so that `keys rotate` never picks it and
+    `keys remove` still reaches a leaked key beside it."""
+    return [
+        (Path(source), key.kid)
+        for source, key in _keyed_sources(settings)
+        if source != "JWT_PRIVATE_KEY" and key.kid is not None
+    ]
 
 
 def _signing_kid(settings: Settings) -> str | None:

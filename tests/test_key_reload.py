@@ -133,3 +133,36 @@ async def test_a_look_at_an_unchanged_folder_costs_microseconds(tmp_path):
     per_look_us = (time.perf_counter() - started) / looks * 1e6
     print(f"one look at an unchanged folder of 5 files: {per_look_us:.1f} us")
     assert per_look_us < 500
+
+
+def test_a_starting_worker_reads_unreadable_records_as_none(tmp_path, caplog):
+    """From the second attack: a hand-edited retired.json made every replacement
+    worker fail at start. A starting worker has no ring to keep: it counts the records
+    as none (the former key stays retired until removed, the safe side)."""
+    settings = eddsa_settings(tmp_path)
+    first = signing.generate_key(settings)
+    signing.generate_key(settings)
+    second = signing.rotate_key(settings)
+    (tmp_path / "keys" / keyfiles.RETIRED_FILE).write_text(
+        f'{{"{first.kid}": "2026-12-06T22:36:19"}}'
+    )
+    with caplog.at_level(logging.WARNING, logger="authsvc.signing"):
+        ring = signing.access_ring(settings)
+    assert "retired.json passed over" in caplog.text
+    assert ring.signing.kid == second.kid
+    assert ring.state(next(k for k in ring.keys if k.kid == first.kid)).name == "retired"
+    with pytest.raises(ValueError, match="UTC offset"):  # a running worker keeps its ring
+        signing.load_access_ring(settings)
+
+
+def test_key_commands_pass_over_a_file_that_is_no_key(tmp_path):
+    """`keys rotate` never picks such a file, and `keys remove` still reaches a leaked
+    key beside it (both failed with a traceback)."""
+    settings = eddsa_settings(tmp_path)
+    first = signing.generate_key(settings)
+    upcoming = signing.generate_key(settings)
+    (tmp_path / "keys" / "29991231T000000000000Z.pem").write_bytes(b"junk")
+    (tmp_path / "keys" / "29991231T000000000001Z.pem").mkdir()
+    assert signing.rotate_key(settings).kid == upcoming.kid
+    assert not Path(signing.remove_key(settings, first.kid)).exists()
+    assert [info.kid for info in signing.list_keys(settings)] == [upcoming.kid]

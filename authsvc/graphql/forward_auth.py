@@ -15,8 +15,9 @@ any answer but 2xx, 401 and 403 a 500).
 
 A token from the cookie (FORWARD_AUTH_COOKIE) rides along with any request a browser
 sends, a cross-site form's too: a request that changes something (its method, from the
-proxy's X-Forwarded-Method) is refused unless the browser says it is same-origin
-(Sec-Fetch-Site, or else an Origin that is the request's own host).
+proxy's X-Forwarded-Method, which must be sent; a WebSocket) is refused unless the
+browser says it is same-origin (Sec-Fetch-Site, or else an Origin that is the request's
+own host).
 """
 
 from __future__ import annotations
@@ -156,10 +157,14 @@ class ForwardAuthHandler(JSONHandler):
 
     def _cross_site_change(self) -> bool:
         """Whether a browser sent this request from another site to change something.
-        Unknown methods count as changes; a request that names neither its site nor
-        an Origin is no cross-site form (browsers send Origin on every POST)."""
-        method = self.request.headers.get("X-Forwarded-Method", "GET").strip().upper()
-        if method in SAFE_METHODS:
+        A change is an unsafe method, an unknown one, or none named (a proxy that does
+        not say: refused rather than let a cross-site form through), or a WebSocket
+        (a GET that opens a channel). A request that names neither its site nor an
+        Origin is no browser's cross-site form (browsers send Origin on every POST); an
+        Origin that cannot be read is another site's."""
+        method = self.request.headers.get("X-Forwarded-Method", "").strip().upper()
+        websocket = self.request.headers.get("Sec-Fetch-Mode", "").strip().lower() == "websocket"
+        if method in SAFE_METHODS and not websocket:
             return False
         site = self.request.headers.get("Sec-Fetch-Site")
         if site is not None:
@@ -168,7 +173,11 @@ class ForwardAuthHandler(JSONHandler):
         if origin is None:
             return False
         host = self.request.headers.get("X-Forwarded-Host") or self.request.host
-        return urlsplit(origin.strip()).netloc.lower() != host.strip().lower()
+        try:
+            origin_host = urlsplit(origin.strip()).netloc
+        except ValueError:  # "http://[x": no origin a browser sends
+            return True
+        return origin_host.lower() != host.strip().lower()
 
     def _allow_caching(self, expires_at: int) -> None:
         """FORWARD_AUTH_CACHE_S > 0: a proxy may keep this 200 that long, keyed on the

@@ -219,7 +219,8 @@ def test_forward_auth_guards_the_example_service(deployment):
     spoofed = {"X-Auth-User-Id": "admin", "X-Auth-Email": "root@example.com",
                "X-Auth-Request-User": "admin", "X_Auth_User_Id": "admin",
                "X-Auth-Request-Groups": "admins", "X-Forwarded-User": "admin",
-               "Remote-User": "admin", "Remote-Groups": "admins"}  # fmt: skip
+               "Remote-User": "admin", "Remote-Groups": "admins", "X-WEBAUTH-USER": "admin",
+               "X-Forwarded-Access-Token": "x", "X-User": "admin"}  # fmt: skip
     status, _, answer = get_api(listen, {"Authorization": f"Bearer {access}"} | spoofed)
     assert status == 200, answer
     seen = json.loads(answer)["headers"]
@@ -227,7 +228,8 @@ def test_forward_auth_guards_the_example_service(deployment):
     assert seen["x-auth-email"] == seen["x-auth-request-email"] == email
     assert seen["x-auth-session-id"] == claims["sid"]
     assert "x_auth_user_id" not in seen
-    for name in ("x-auth-request-groups", "x-forwarded-user", "remote-user", "remote-groups"):
+    for name in ("x-auth-request-groups", "x-forwarded-user", "remote-user", "remote-groups",
+                 "x-webauth-user", "x-forwarded-access-token", "x-user"):  # fmt: skip
         assert name not in seen, name  # other proxies' identity names: dropped
     assert json.loads(answer)["path"] == "/api/orders?id=7"
     # nginx asks /auth the same way whatever the client's method.

@@ -207,3 +207,37 @@ def test_a_worker_that_keeps_dying_for_another_reason_ends_the_service_with_one_
     # Backed off: five replacements with growing waits, not five within 0.14 s.
     assert took > 2.0, took
     assert "Traceback" not in output.split("stopping the service")[1]
+
+
+def test_a_replacement_that_cannot_start_leaves_the_other_workers_serving(tmp_path):
+    """From the second outside attack: a file broken after the start (here the signing
+    key's name, which running workers keep the keys over) and one worker's death: every
+    replacement failed at start, and past five deaths the supervisor stopped the
+    healthy worker too. It now keeps serving, and the replacement is tried now and then."""
+    from tests.e2e.test_workers import wait_for, worker_pids
+
+    keys = tmp_path / "keys"
+    env = {
+        "NODE_ENV": "development",
+        "SQLITE_PATH": str(tmp_path / "dev.sqlite3"),
+        "WORKERS": "2",
+        "BCRYPT_ROUNDS": "4",
+        "JWT_ALGORITHM": "EdDSA",
+        "JWT_KEYS_DIR": str(keys),
+    }
+    service = ServiceProcess(tmp_path, env)
+    try:
+        wait_for(lambda: len(worker_pids(service.process.pid)) == 2)
+        (keys / "signing-kid").write_text("no-such-kid\n")
+        victim = min(worker_pids(service.process.pid))
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: "still serve" in service.logs(), timeout_s=40)
+        assert service.process.poll() is None, service.logs()[-3000:]
+        for _ in range(4):
+            assert service.graphql("{ __typename }") == (200, {"data": {"__typename": "Query"}})
+    finally:
+        code = service.terminate()
+    logs = service.logs()
+    assert code == 0, logs[-3000:]
+    assert "stopping the service" not in logs
+    assert "names no loaded key" in logs  # why the replacement could not start

@@ -302,6 +302,27 @@ async def test_a_cookie_does_not_carry_a_cross_site_change(client):
         ({"X-Forwarded-Method": "PUT", "Origin": "http://127.0.0.1:1"}, False),
         ({"X-Forwarded-Method": "POST"}, True),  # no browser's cross-site form
         ({"X-Forwarded-Method": "PATCH", "Origin": "null"}, False),
+        # From the second attack: no method named (a proxy configured before), a
+        # cross-site WebSocket, an Origin no browser sends (was a 500).
+        ({"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"}, False),
+        ({"Sec-Fetch-Site": "same-origin"}, True),
+        (
+            {
+                "X-Forwarded-Method": "GET",
+                "Sec-Fetch-Mode": "websocket",
+                "Sec-Fetch-Site": "same-site",
+            },
+            False,
+        ),  # fmt: skip
+        (
+            {
+                "X-Forwarded-Method": "GET",
+                "Sec-Fetch-Mode": "websocket",
+                "Sec-Fetch-Site": "same-origin",
+            },
+            True,
+        ),  # fmt: skip
+        ({"X-Forwarded-Method": "POST", "Origin": "http://[x"}, False),
     ):
         response = await forward_auth(client, headers=cookie | extra)
         assert (response.code == 200) is allowed, (extra, response.code)
