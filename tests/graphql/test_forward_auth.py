@@ -313,7 +313,7 @@ async def test_a_cookie_does_not_carry_a_cross_site_change(client):
                 "Sec-Fetch-Site": "same-site",
             },
             False,
-        ),  # fmt: skip
+        ),
         (
             {
                 "X-Forwarded-Method": "GET",
@@ -321,7 +321,7 @@ async def test_a_cookie_does_not_carry_a_cross_site_change(client):
                 "Sec-Fetch-Site": "same-origin",
             },
             True,
-        ),  # fmt: skip
+        ),
         ({"X-Forwarded-Method": "POST", "Origin": "http://[x"}, False),
     ):
         response = await forward_auth(client, headers=cookie | extra)
