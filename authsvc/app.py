@@ -33,7 +33,7 @@ from authsvc.graphql.schema import build_executable_schema
 from authsvc.logs import stamp_request_ids
 from authsvc.metrics import metrics
 from authsvc.services import Services
-from authsvc.settings import Settings
+from authsvc.settings import Settings, parse_origins
 
 access_log = logging.getLogger("authsvc.access")
 
@@ -97,6 +97,14 @@ class InFlight:
         except TimeoutError:
             return False
         return True
+
+
+def public_origin(public_url: str | None) -> str | None:
+    """The origin (scheme://host[:port]) of PUBLIC_URL, as a browser writes Origin."""
+    if not public_url:
+        return None
+    parts = urlsplit(public_url)
+    return parse_origins(f"{parts.scheme}://{parts.netloc}")[0]
 
 
 def cors_policy(settings: Settings) -> CORSPolicy | None:
@@ -168,6 +176,7 @@ def make_app(
                 "cookie": settings.forward_auth_cookie,
                 "cache_s": settings.forward_auth_cache_s,
                 "addresses_verified": settings.email_confirmation,
+                "public_origin": public_origin(settings.public_url),
             },
         ),
         (r"/healthz", HealthHandler),

@@ -275,6 +275,9 @@ class Supervisor:
         self.failed = False
         self.deaths: list[float] = []
         self.respawns: dict[int, float] = {}  # worker number -> when to start it again
+        #: Workers that could not be replaced (past MAX_RESPAWNS): a stop while one is
+        #: still missing exits 1, so that what runs the service sees it was degraded.
+        self.failing: set[int] = set()
         self.kill_at: float | None = None  # once stopping: when stragglers are killed
 
     def run(self) -> int:
@@ -336,6 +339,7 @@ class Supervisor:
                         RESPAWN_FAILING_DELAY_S,
                     )
                     self.respawns[worker] = now + RESPAWN_FAILING_DELAY_S
+                    self.failing.add(worker)
                     continue
                 log.error(
                     "workers died %d times in %.0f s, not for a store outage (the lines "
@@ -410,6 +414,8 @@ class Supervisor:
         self.children[pid] = worker
 
     def _on_signal(self, signum: int) -> None:
+        if self.failing & set(self.respawns):
+            self.failed = True
         if not self.stopping:
             log.info("supervisor: %s, stopping the workers", signal.Signals(signum).name)
             self.stopping = True

@@ -61,16 +61,20 @@ def load_access_ring(
     """The asymmetric ring as the folder holds it now, generating nothing. Raises
     KeyConfigError, ValueError (a signing key or, if ``records_required``, retirement
     records that cannot be read) or OSError. Without ``records_required`` (a worker's
-    start, which has no ring to keep) unreadable records count as none: every former
-    key then stays retired until it is removed, the safe side."""
+    start, which has no ring to keep) unreadable records are lost: every former signing
+    key is then refused (it may be long expired), the safe side: the holders of its
+    tokens renew."""
     folder = Path(settings.jwt_keys_dir)
+    lost = False
     try:
         retired = keyfiles.read_retired(folder)
     except ValueError as exc:
         if records_required:
             raise
-        log.warning("JWT_KEYS_DIR: %s passed over: %s", keyfiles.RETIRED_FILE, exc)
-        retired = {}
+        log.warning(
+            "JWT_KEYS_DIR: %s cannot be read, former keys refused: %s", keyfiles.RETIRED_FILE, exc
+        )
+        retired, lost = {}, True
     return KeyRing(
         settings.jwt_algorithm,
         _asymmetric_keys(settings),
@@ -78,6 +82,7 @@ def load_access_ring(
         retired=retired,
         retention_s=settings.key_retention_s,
         clock=clock,
+        records_lost=lost,
     )
 
 
@@ -130,12 +135,13 @@ def rotate_key(settings: Settings, now: datetime | None = None) -> KeyInfo:
     files = _usable_files(settings)
     previous = access_ring(settings).signing.kid
     newest = files[-1][1] if files else None
-    if newest is None or newest == keyfiles.read_signing_kid(folder):
+    retired = keyfiles.read_retired(folder)
+    # A retired key (a copy of it named as the newest file) never signs again.
+    if newest is None or newest == keyfiles.read_signing_kid(folder) or newest in retired:
         info = generate_key(settings)
         newest, source = info.kid, info.source
     else:
         source = str(files[-1][0])
-    retired = keyfiles.read_retired(folder)
     retired.pop(newest, None)
     if previous is not None and previous != newest:
         retired[previous] = now or utc_now()
@@ -152,21 +158,26 @@ def published_for_s(info: KeyInfo) -> float | None:
     return None if created is None else (utc_now() - created).total_seconds()
 
 
-def remove_key(settings: Settings, kid: str) -> Path:
-    """Delete a key now: tokens it signed stop verifying in every worker within
-    key_reload's bound. Refuses the signing key."""
+def remove_key(settings: Settings, kid: str) -> str:
+    """Delete a key now, every file that holds it (a copy left beside it would bring
+    it back as a next key): tokens it signed stop verifying in every worker within
+    key_reload's bound. Refuses the signing key and JWT_PRIVATE_KEY's. Returns the
+    files removed."""
     _require_asymmetric(settings)
     folder = Path(settings.jwt_keys_dir)
     if kid == access_ring(settings).signing.kid:
         raise ConfigError(f"key {kid} signs: rotate to another key before removing it")
-    for path, file_kid in _usable_files(settings):
-        if file_kid == kid:
-            path.unlink()
-            retired = keyfiles.read_retired(folder)
-            if retired.pop(kid, None) is not None:
-                keyfiles.write_retired(folder, retired)
-            return path
-    raise ConfigError(f"no key {kid} in {folder}")
+    sources = [source for source, key in _keyed_sources(settings) if key.kid == kid]
+    if "JWT_PRIVATE_KEY" in sources:
+        raise ConfigError(f"key {kid} is JWT_PRIVATE_KEY's: unset it there")
+    if not sources:
+        raise ConfigError(f"no key {kid} in {folder}")
+    for source in sources:
+        Path(source).unlink()
+    retired = keyfiles.read_retired(folder)
+    if retired.pop(kid, None) is not None:
+        keyfiles.write_retired(folder, retired)
+    return ", ".join(sources)
 
 
 def _asymmetric_keys(settings: Settings) -> list[Key]:
@@ -185,7 +196,7 @@ def _keyed_sources(settings: Settings) -> list[tuple[str, Key]]:
         # what the running workers serve beside. If it is the signing key, the ring
         # refuses to be built: nothing could sign.
         try:
-            private = keyfiles.load_pem(path.read_bytes(), str(path))
+            private = keyfiles.load_pem(keyfiles.read_file(path), str(path))
             found.append((str(path), asymmetric_key(algorithm, private)))
         except (ValueError, OSError) as exc:  # KeyConfigError is a ValueError
             log.warning("JWT_KEYS_DIR: %s passed over, no usable %s key: %s",
@@ -221,7 +232,9 @@ def _signing_kid(settings: Settings) -> str | None:
 
 
 def _file_kid(settings: Settings, path: Path) -> str | None:
-    key = asymmetric_key(settings.jwt_algorithm, keyfiles.load_pem(path.read_bytes(), str(path)))
+    key = asymmetric_key(
+        settings.jwt_algorithm, keyfiles.load_pem(keyfiles.read_file(path), str(path))
+    )
     return key.kid
 
 

@@ -5,6 +5,7 @@ that did not change costs microseconds."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -135,10 +136,10 @@ async def test_a_look_at_an_unchanged_folder_costs_microseconds(tmp_path):
     assert per_look_us < 500
 
 
-def test_a_starting_worker_reads_unreadable_records_as_none(tmp_path, caplog):
+def test_a_starting_worker_refuses_former_keys_when_the_records_cannot_be_read(tmp_path, caplog):
     """From the second attack: a hand-edited retired.json made every replacement
-    worker fail at start. A starting worker has no ring to keep: it counts the records
-    as none (the former key stays retired until removed, the safe side)."""
+    worker fail at start. A starting worker has no ring to keep: it starts, refusing
+    every former key (which may have expired long ago)."""
     settings = eddsa_settings(tmp_path)
     first = signing.generate_key(settings)
     signing.generate_key(settings)
@@ -148,11 +149,26 @@ def test_a_starting_worker_reads_unreadable_records_as_none(tmp_path, caplog):
     )
     with caplog.at_level(logging.WARNING, logger="authsvc.signing"):
         ring = signing.access_ring(settings)
-    assert "retired.json passed over" in caplog.text
+    assert "retired.json cannot be read, former keys refused" in caplog.text
     assert ring.signing.kid == second.kid
-    assert ring.state(next(k for k in ring.keys if k.kid == first.kid)).name == "retired"
+    # The third attack: read as "no records", a long-expired key came back (retired
+    # until removed). Lost records refuse every former key instead.
+    assert ring.state(next(k for k in ring.keys if k.kid == first.kid)).name == "expired"
+    assert [k["kid"] for k in ring.jwks()["keys"]] == [second.kid]
     with pytest.raises(ValueError, match="UTC offset"):  # a running worker keeps its ring
         signing.load_access_ring(settings)
+    for broken in ("dir", "fifo"):
+        records = tmp_path / "keys" / keyfiles.RETIRED_FILE
+        records.unlink()
+        records.mkdir() if broken == "dir" else os.mkfifo(records)
+        assert (
+            signing.access_ring(settings)
+            .state(next(k for k in ring.keys if k.kid == first.kid))
+            .name
+            == "expired"
+        ), broken
+        records.rmdir() if broken == "dir" else records.unlink()
+        records.write_text("{}")
 
 
 def test_key_commands_pass_over_a_file_that_is_no_key(tmp_path):
@@ -164,5 +180,25 @@ def test_key_commands_pass_over_a_file_that_is_no_key(tmp_path):
     (tmp_path / "keys" / "29991231T000000000000Z.pem").write_bytes(b"junk")
     (tmp_path / "keys" / "29991231T000000000001Z.pem").mkdir()
     assert signing.rotate_key(settings).kid == upcoming.kid
-    assert not Path(signing.remove_key(settings, first.kid)).exists()
-    assert [info.kid for info in signing.list_keys(settings)] == [upcoming.kid]
+    # A copy of the retired key beside it (a backup): remove takes both, so it cannot
+    # come back as a next key; and rotate never makes a retired key sign again.
+    copy = tmp_path / "keys" / "backup-copy.pem"
+    copy.write_bytes(Path(first.source).read_bytes())
+    assert signing.rotate_key(settings).kid not in (first.kid, upcoming.kid)
+    removed = signing.remove_key(settings, first.kid)
+    assert first.source in removed and str(copy) in removed
+    assert not copy.exists() and not Path(first.source).exists()
+    assert first.kid not in [info.kid for info in signing.list_keys(settings)]
+
+
+def test_a_fifo_or_huge_file_named_like_a_key_is_passed_over_without_blocking(tmp_path):
+    """The third attack: a FIFO named *.pem hung every reload (a removed key stayed
+    accepted) and every starting worker, in open()."""
+    settings = eddsa_settings(tmp_path)
+    first = signing.generate_key(settings)
+    os.mkfifo(tmp_path / "keys" / "zz.pem")
+    (tmp_path / "keys" / "zzz.pem").write_bytes(b"A" * (keyfiles.MAX_FILE_BYTES + 1))
+    started = time.monotonic()
+    ring = signing.access_ring(settings)
+    assert time.monotonic() - started < 2
+    assert [k["kid"] for k in ring.jwks()["keys"]] == [first.kid]

@@ -140,7 +140,11 @@ class KeyRing:
         retired: Mapping[str, datetime] | None = None,
         retention_s: float = 0.0,
         clock: Clock = utc_now,
+        records_lost: bool = False,
     ) -> None:
+        """``records_lost``: the retirement records could not be read, so a former
+        signing key may be long expired: such keys (older than the signing key) are
+        refused, the safe side (their tokens' holders renew)."""
         if not keys:
             raise KeyConfigError(f"no {algorithm} key")
         self.algorithm = algorithm
@@ -161,6 +165,9 @@ class KeyRing:
             elif stopped is not None:
                 state = KeyState("retired", stopped + retention)
                 self._ends[key.kid] = state.until.timestamp()  # type: ignore[union-attr]
+            elif position < signing_at and records_lost:
+                state = KeyState("expired")
+                self._ends[key.kid] = float("-inf")
             elif position < signing_at:
                 state = KeyState("retired")  # no record: until it is removed
             else:

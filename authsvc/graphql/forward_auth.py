@@ -17,14 +17,13 @@ A token from the cookie (FORWARD_AUTH_COOKIE) rides along with any request a bro
 sends, a cross-site form's too: a request that changes something (its method, from the
 proxy's X-Forwarded-Method, which must be sent; a WebSocket) is refused unless the
 browser says it is same-origin (Sec-Fetch-Site, or else an Origin that is the request's
-own host).
+own origin: PUBLIC_URL's, or the forwarded scheme and host).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 from authsvc.core.access_rules import InvalidRequirement, Requirements
 from authsvc.core.errors import Unauthorized
@@ -32,6 +31,7 @@ from authsvc.graphql.context import bearer_token
 from authsvc.graphql.errors import UNAVAILABLE_RETRY_S, note_store_unavailable
 from authsvc.graphql.http import JSONHandler
 from authsvc.services import Services
+from authsvc.settings import parse_origins
 from authsvc.stores.base import StoreUnavailable
 
 REQUIREMENT_HEADER = "X-Auth-Require-"
@@ -58,7 +58,11 @@ class ForwardAuthHandler(JSONHandler):
         cookie: str | None,
         cache_s: int,
         addresses_verified: bool,
+        public_origin: str | None = None,
     ) -> None:
+        """``public_origin``: PUBLIC_URL's origin, what a same-origin request's Origin
+        is (else the forwarded scheme and host)."""
+        self.public_origin = public_origin
         self.services = services
         self.cookie = cookie
         self.cache_s = cache_s
@@ -109,6 +113,13 @@ class ForwardAuthHandler(JSONHandler):
         except InvalidRequirement as exc:
             self._forbid("invalid_requirement", str(exc))  # maybe the client's own header
             return
+        forged = self._identity_header_sent()
+        if forged is not None:
+            # nginx hands the client's headers to this subrequest: an X-Auth-* name
+            # that authsvc does not read is the client's own, and some upstream may
+            # trust it (the proxy overwrites only the names it sets).
+            self._forbid("identity_header", f"the client sent {forged[:60]}")
+            return
         unmet = requirements.unmet(caller.user)
         if unmet is not None:
             self._forbid(f"unmet_{unmet}", f"requirement not met: {unmet}")
@@ -155,6 +166,14 @@ class ForwardAuthHandler(JSONHandler):
             if header.lower().startswith(REQUIREMENT_HEADER.lower()):
                 yield header[len(REQUIREMENT_HEADER) :].lower().replace("-", "_"), value
 
+    def _identity_header_sent(self) -> str | None:
+        """The first X-Auth-* header that is no requirement, or None."""
+        for name, _ in self.request.headers.get_all():
+            lowered = name.lower()
+            if lowered.startswith("x-auth-") and not lowered.startswith(REQUIREMENT_HEADER.lower()):
+                return name
+        return None
+
     def _cross_site_change(self) -> bool:
         """Whether a browser sent this request from another site to change something.
         A change is an unsafe method, an unknown one, or none named (a proxy that does
@@ -172,12 +191,22 @@ class ForwardAuthHandler(JSONHandler):
         origin = self.request.headers.get("Origin")
         if origin is None:
             return False
+        try:
+            return parse_origins(origin)[0] != self._own_origin()
+        except (ValueError, IndexError):  # "http://[x", "null": no origin of ours
+            return True
+
+    def _own_origin(self) -> str:
+        """The origin of the guarded request: PUBLIC_URL's, or else the scheme and host
+        (with its port) the proxy forwarded."""
+        if self.public_origin is not None:
+            return self.public_origin
+        scheme = self.request.headers.get("X-Forwarded-Proto") or self.request.protocol
         host = self.request.headers.get("X-Forwarded-Host") or self.request.host
         try:
-            origin_host = urlsplit(origin.strip()).netloc
-        except ValueError:  # "http://[x": no origin a browser sends
-            return True
-        return origin_host.lower() != host.strip().lower()
+            return parse_origins(f"{scheme.strip()}://{host.strip()}")[0]
+        except (ValueError, IndexError):
+            return ""  # no origin matches it
 
     def _allow_caching(self, expires_at: int) -> None:
         """FORWARD_AUTH_CACHE_S > 0: a proxy may keep this 200 that long, keyed on the

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,33 @@ def load_pem(pem: bytes, source: str) -> PrivateKey:
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{source} holds no unencrypted PEM private key") from exc
     return key  # type: ignore[return-value]  # the ring checks it fits the algorithm
+
+
+#: A key file, the signing kid or the records are a few KB: anything larger is no such
+#: file (a symlink to /dev/zero would otherwise fill memory).
+MAX_FILE_BYTES = 64 * 1024
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES. Raises ValueError for
+    anything else, without blocking: a FIFO named like a key once hung every reload and
+    every starting worker in open()."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be opened: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ValueError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+        data = os.read(fd, MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+    return data
 
 
 def key_files(folder: Path) -> list[Path]:
@@ -88,8 +116,12 @@ def created_at(path: Path) -> datetime | None:
 
 
 def read_signing_kid(folder: Path) -> str | None:
+    """The kid the folder names as signing; None when no such entry exists. Raises
+    ValueError for an entry that is no small regular file."""
     path = folder / SIGNING_KID_FILE
-    return path.read_text().strip() or None if path.is_file() else None
+    if not path.exists() and not path.is_symlink():
+        return None
+    return read_file(path).decode("utf-8", "replace").strip() or None
 
 
 def write_signing_kid(folder: Path, kid: str) -> None:
@@ -100,10 +132,11 @@ def read_retired(folder: Path) -> dict[str, datetime]:
     """When each former signing key stopped signing. Raises ValueError for a file that
     is not such a record."""
     path = folder / RETIRED_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return {}
+    raw = read_file(path)  # a folder, a FIFO, a huge file: ValueError, not "no records"
     try:
-        records = json.loads(path.read_text())
+        records = json.loads(raw)
         retired = {str(kid): datetime.fromisoformat(at) for kid, at in records.items()}
     except (ValueError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path} holds no {{kid: time}} record") from exc

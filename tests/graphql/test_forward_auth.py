@@ -227,6 +227,19 @@ async def test_an_unknown_or_malformed_requirement_denies(client, services):
     assert response.code == 401
 
 
+async def test_a_client_s_own_identity_headers_deny_its_request(client):
+    """nginx hands the client's headers to /auth: an X-Auth-* name authsvc does not
+    read (X-Auth-Groups, X-Auth-Roles …) is the client's own, and the proxy overwrites
+    only the names it sets, so an upstream reading it could be fed anything."""
+    _, access, _ = await user_of(client)
+    for name in ("X-Auth-User-Id", "X-Auth-Groups", "x-auth-roles", "X-Auth-Request-Redirect"):
+        response = await forward_auth(client, access, headers={name: "admin"})
+        assert response.code == 403, name
+        assert "X-Auth-User-Id" not in response.headers
+    response = await forward_auth(client, access, headers={"X-Authorization": "x"})
+    assert response.code == 200  # not an X-Auth-* name
+
+
 async def test_no_etag_so_no_304_for_nginx_to_fail_on(client):
     _, access, _ = await user_of(client)
     response = await forward_auth(client, access)
@@ -330,10 +343,15 @@ async def test_a_cookie_does_not_carry_a_cross_site_change(client):
             assert response.code == 403
             assert "X-Auth-User-Id" not in response.headers
     # The same origin as the request's host passes; a Bearer header is no CSRF risk.
-    response = await client.raw("GET", "/auth", headers={"Cookie": f"at={access}",
-                                "X-Forwarded-Method": "POST", "Host": "app.example",
-                                "Origin": "https://app.example"})  # fmt: skip
+    own = {"Cookie": f"at={access}", "X-Forwarded-Method": "POST", "Host": "app.example",
+           "X-Forwarded-Proto": "https"}  # fmt: skip
+    response = await client.raw("GET", "/auth", headers=own | {"Origin": "https://app.example"})
     assert response.code == 200
+    # The whole origin counts: another scheme or port is another origin (the third
+    # attack: only the host was compared).
+    for origin in ("http://app.example", "https://app.example:8443", "https://APP.example."):
+        response = await client.raw("GET", "/auth", headers=own | {"Origin": origin})
+        assert response.code == 403, origin
     bearer = {"Authorization": f"Bearer {access}"}
     response = await forward_auth(
         client, headers=bearer | {"X-Forwarded-Method": "POST", "Sec-Fetch-Site": "cross-site"}
@@ -348,3 +366,16 @@ async def test_an_international_address_goes_out_as_utf8(client):
     assert response.code == 200
     # Tornado hands header values over as Latin-1: the bytes on the wire were UTF-8.
     assert response.headers["X-Auth-Email"].encode("latin-1").decode() == email
+
+
+@pytest.mark.settings(forward_auth_cookie="at", public_url="https://app.example.com/auth")
+async def test_with_public_url_the_own_origin_is_public_url_s(client):
+    _, access, _ = await user_of(client)
+    change = {"Cookie": f"at={access}", "X-Forwarded-Method": "DELETE",
+              "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}  # fmt: skip
+    assert (
+        await forward_auth(client, headers=change | {"Origin": "https://app.example.com"})
+    ).code == 200
+    assert (
+        await forward_auth(client, headers=change | {"Origin": "https://evil.example"})
+    ).code == 403
