@@ -75,9 +75,15 @@ def load_access_ring(
             "JWT_KEYS_DIR: %s cannot be read, former keys refused: %s", keyfiles.RETIRED_FILE, exc
         )
         retired, lost = {}, True
+    passed_over: list[str] = []
+    keys = [key for _, key in _keyed_sources(settings, passed_over)]
+    if not keys and passed_over:  # say why, not only that there is none
+        raise KeyConfigError(
+            f"no usable {settings.jwt_algorithm} key in {folder}: {'; '.join(passed_over)}"
+        )
     return KeyRing(
         settings.jwt_algorithm,
-        _asymmetric_keys(settings),
+        keys,
         _signing_kid(settings),
         retired=retired,
         retention_s=settings.key_retention_s,
@@ -180,11 +186,9 @@ def remove_key(settings: Settings, kid: str) -> str:
     return ", ".join(sources)
 
 
-def _asymmetric_keys(settings: Settings) -> list[Key]:
-    return [key for _, key in _keyed_sources(settings)]
-
-
-def _keyed_sources(settings: Settings) -> list[tuple[str, Key]]:
+def _keyed_sources(
+    settings: Settings, passed_over: list[str] | None = None
+) -> list[tuple[str, Key]]:
     """(where it came from, key): files oldest first, then JWT_PRIVATE_KEY, which thus
     signs by default when set."""
     algorithm = settings.jwt_algorithm
@@ -201,6 +205,8 @@ def _keyed_sources(settings: Settings) -> list[tuple[str, Key]]:
         except (ValueError, OSError) as exc:  # KeyConfigError is a ValueError
             log.warning("JWT_KEYS_DIR: %s passed over, no usable %s key: %s",
                         path.name, algorithm, exc)  # fmt: skip
+            if passed_over is not None:
+                passed_over.append(f"{path.name}: {exc}")
     if settings.jwt_private_key is not None:
         pem = settings.jwt_private_key.get_secret_value().encode()
         found.append(
