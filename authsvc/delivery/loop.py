@@ -55,8 +55,8 @@ class DeliverySettings:
     #: stops sending this long before its lease ends, so no message goes out under a
     #: lease that has passed.
     send_timeout_s: float
-    #: Sent messages (of every channel: one table) are kept this long
-    #: (OUTBOX_KEEP_SENT_S; 0: for good).
+    #: Sent messages of the channel are kept this long (OUTBOX_KEEP_SENT_S; 0: for
+    #: good).
     keep_sent_s: float = 7 * 86400
 
 
@@ -159,16 +159,9 @@ class DeliveryLoop:
         StoreUnavailable (the batch's claims then pass with their lease)."""
         if self._channel.concurrency > 1:
             return await self._dispatch_batch()
-        started = time.monotonic()
-        claims = await self._store.claim(self._channel.name, self._config.batch,
-                                         self._config.lease_s)  # fmt: skip
-        if not claims:
+        claimed, routes, send_by = await self._claim_by_route()
+        if not claimed:
             return 0
-        # The lease is measured on the database's clock, this on ours: both are spans.
-        send_by = started + self._config.lease_s - self._config.send_timeout_s
-        routes: dict[str, list[ClaimedMessage]] = {}
-        for claim in claims:  # oldest due first, as claimed
-            routes.setdefault(self._channel.route(claim.recipient), []).append(claim)
         at_once = asyncio.Semaphore(max(1, self._channel.concurrency))
         async with self._channel.session() as session:
             down = await asyncio.gather(
@@ -176,7 +169,24 @@ class DeliveryLoop:
                   for route in routes.values())
             )  # fmt: skip
         self._unreachable = all(down)
-        return len(claims)
+        return claimed
+
+    async def _claim_by_route(
+        self, skip: tuple[str, ...] = ()
+    ) -> tuple[int, dict[str, list[ClaimedMessage]], float]:
+        """Claim one batch (leaving out the routes in ``skip``): how many were claimed,
+        their messages by route (each in the order claimed: oldest due first), and the
+        time (ours) by which each send must have begun."""
+        started = time.monotonic()
+        claims = await self._store.claim(
+            self._channel.name, self._config.batch, self._config.lease_s, skip=skip
+        )
+        # The lease is measured on the database's clock, this on ours: both are spans.
+        send_by = started + self._config.lease_s - self._config.send_timeout_s
+        routes: dict[str, list[ClaimedMessage]] = {}
+        for claim in claims:
+            routes.setdefault(self._channel.route(claim.recipient), []).append(claim)
+        return len(claims), routes, send_by
 
     async def _dispatch_batch(self) -> int:
         """Claim one batch, leaving out the routes still being sent to, and give each
@@ -189,19 +199,13 @@ class DeliveryLoop:
         Needs a channel whose route is the recipient (webhooks: the endpoint)."""
         if len(self._busy) >= self._channel.concurrency:
             return 0  # a route that ends wakes the loop
-        started = time.monotonic()
-        claims = await self._store.claim(self._channel.name, self._config.batch,
-                                         self._config.lease_s, skip=tuple(self._busy))  # fmt: skip
-        send_by = started + self._config.lease_s - self._config.send_timeout_s
+        claimed, routes, send_by = await self._claim_by_route(skip=tuple(self._busy))
         self._unreachable = False  # a route that is down waits as its backoff says
-        routes: dict[str, list[ClaimedMessage]] = {}
-        for claim in claims:
-            routes.setdefault(self._channel.route(claim.recipient), []).append(claim)
         for route, group in routes.items():
             task = asyncio.get_running_loop().create_task(self._route_task(group, send_by))
             self._busy[route] = task
             task.add_done_callback(lambda _, route=route: self._route_done(route))  # type: ignore[misc]
-        return len(claims)
+        return claimed
 
     async def _route_task(self, claims: list[ClaimedMessage], send_by: float) -> bool:
         async with self._channel.session() as session:
@@ -327,7 +331,7 @@ class DeliveryLoop:
         self._pruned_at = now
         # One bounded statement a turn: if more are due, the next turn (of the next
         # poll, not an hour later) takes them.
-        if await self._store.purge_sent(keep_s, PRUNE_BATCH) == PRUNE_BATCH:
+        if await self._store.purge_sent(self._channel.name, keep_s, PRUNE_BATCH) == PRUNE_BATCH:
             self._pruned_at = None
 
     async def _observe_depth(self) -> None:

@@ -143,9 +143,10 @@ class OutboxStore(Protocol):
     async def purge_dead(self) -> int:
         """Delete every dead message; returns how many."""
 
-    async def purge_sent(self, older_than_s: float, limit: int) -> int:
-        """Delete up to ``limit`` messages sent more than ``older_than_s`` ago (their
-        bodies are blank already: what is left is the record that they went out)."""
+    async def purge_sent(self, channel: str, older_than_s: float, limit: int) -> int:
+        """Delete up to ``limit`` messages of ``channel`` sent more than ``older_than_s``
+        ago (their bodies are blank already: what is left is the record that they went
+        out). Each channel's loop prunes its own, so two loops never repeat the work."""
 
     async def stats(self, channel: str) -> OutboxStats: ...
 

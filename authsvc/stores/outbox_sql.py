@@ -73,7 +73,8 @@ class SQLOutboxStore:
         # take LIMIT in a subquery of the table it deletes from.
         self._purge_sent = (
             "DELETE FROM outbox WHERE id IN (SELECT id FROM (SELECT id FROM outbox"  # noqa: S608
-            f" WHERE state = 'sent' AND {self.age_sql('sent_at')} > {m} LIMIT {m}) AS old)"
+            f" WHERE channel = {m} AND state = 'sent' AND {self.age_sql('sent_at')} > {m}"
+            f" LIMIT {m}) AS old)"
         )
 
     # --- what a dialect says ----------------------------------------------------------
@@ -155,8 +156,8 @@ class SQLOutboxStore:
     async def purge_dead(self) -> int:
         return await self._execute("DELETE FROM outbox WHERE state = 'dead'")
 
-    async def purge_sent(self, older_than_s: float, limit: int) -> int:
-        return await self._execute(self._purge_sent, (older_than_s, limit))
+    async def purge_sent(self, channel: str, older_than_s: float, limit: int) -> int:
+        return await self._execute(self._purge_sent, (channel, older_than_s, limit))
 
     async def stats(self, channel: str) -> OutboxStats:
         rows = await self._fetchall(self._stats, (channel,))

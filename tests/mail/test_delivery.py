@@ -216,7 +216,9 @@ async def test_sent_mail_is_pruned_once_past_its_keeping(mail, smtp_sink):
     message_id = await enqueue(mail, to)
     await smtp_sink.next_mail(to, 15)
     await eventually(lambda: _state(mail, message_id, "sent"))
-    assert await mail.outbox.purge_sent(3600, 1000) == 0  # sent just now: kept
+    assert await mail.outbox.purge_sent("email", 3600, 1000) == 0  # sent just now: kept
     await asyncio.sleep(0.1)
-    assert await mail.outbox.purge_sent(0.05, 1000) >= 1
+    await mail.outbox.purge_sent("webhook", 0.05, 1000)  # another channel's: not this
+    assert any(e.id == message_id for e in await mail.outbox.list(1000))
+    assert await mail.outbox.purge_sent("email", 0.05, 1000) >= 1
     assert all(e.id != message_id for e in await mail.outbox.list(1000))
