@@ -148,7 +148,6 @@ def rotate_key(settings: Settings, now: datetime | None = None) -> KeyInfo:
         newest, source = info.kid, info.source
     else:
         source = str(files[-1][0])
-    retired.pop(newest, None)
     if previous is not None and previous != newest:
         retired[previous] = now or utc_now()
     # The record first: a worker that reads between the two writes sees the old key

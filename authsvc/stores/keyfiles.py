@@ -118,10 +118,8 @@ def created_at(path: Path) -> datetime | None:
 def read_signing_kid(folder: Path) -> str | None:
     """The kid the folder names as signing; None when no such entry exists. Raises
     ValueError for an entry that is no small regular file."""
-    path = folder / SIGNING_KID_FILE
-    if not path.exists() and not path.is_symlink():
-        return None
-    return read_file(path).decode("utf-8", "replace").strip() or None
+    raw = _read_if_there(folder / SIGNING_KID_FILE)
+    return None if raw is None else raw.decode("utf-8", "replace").strip() or None
 
 
 def write_signing_kid(folder: Path, kid: str) -> None:
@@ -132,9 +130,9 @@ def read_retired(folder: Path) -> dict[str, datetime]:
     """When each former signing key stopped signing. Raises ValueError for a file that
     is not such a record."""
     path = folder / RETIRED_FILE
-    if not path.exists() and not path.is_symlink():
+    raw = _read_if_there(path)  # a folder, a FIFO, a huge file: ValueError, not "none"
+    if raw is None:
         return {}
-    raw = read_file(path)  # a folder, a FIFO, a huge file: ValueError, not "no records"
     try:
         records = json.loads(raw)
         retired = {str(kid): datetime.fromisoformat(at) for kid, at in records.items()}
@@ -148,6 +146,14 @@ def read_retired(folder: Path) -> dict[str, datetime]:
 def write_retired(folder: Path, retired: dict[str, datetime]) -> None:
     records = {kid: at.astimezone(UTC).isoformat() for kid, at in sorted(retired.items())}
     _replace(folder, RETIRED_FILE, (json.dumps(records, indent=2) + "\n").encode())
+
+
+def _read_if_there(path: Path) -> bytes | None:
+    """read_file's bytes, or None when nothing is there at all (a dangling symlink is
+    something: read_file refuses it)."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    return read_file(path)
 
 
 def _replace(folder: Path, name: str, content: bytes) -> None:
