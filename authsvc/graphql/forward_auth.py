@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from authsvc.core.access_rules import InvalidRequirement, Requirements
 from authsvc.core.errors import Unauthorized
@@ -34,7 +35,8 @@ from authsvc.services import Services
 from authsvc.settings import parse_origins
 from authsvc.stores.base import StoreUnavailable
 
-REQUIREMENT_HEADER = "X-Auth-Require-"
+#: Headers the proxy sets to demand more (lower-cased, as compared).
+REQUIREMENT_PREFIX = "x-auth-require-"
 #: A longer value is no token of ours: refused before any work (an access token is
 #: a few hundred characters).
 MAX_TOKEN_CHARS = 4096
@@ -47,6 +49,17 @@ SESSION_HEADER = "X-Auth-Session-Id"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: What Sec-Fetch-Site says of a request that a cross-site page did not make.
 OWN_SITE = frozenset({"same-origin", "none"})
+
+
+@dataclass(slots=True)
+class AuthHeaders:
+    """What the request's X-Auth-* headers say: the requirements (name, value), the
+    requirement headers' names (for Vary), and the first other X-Auth-* name, which is
+    the client's own (None: none came)."""
+
+    requirements: list[tuple[str, str]] = field(default_factory=list)
+    requirement_names: set[str] = field(default_factory=set)
+    identity: str | None = None
 
 
 class ForwardAuthHandler(JSONHandler):
@@ -104,16 +117,17 @@ class ForwardAuthHandler(JSONHandler):
             # shows a 500).
             self._deny(400, "invalid_requirement", str(exc))
             return
+        auth_headers = self._auth_headers()
         try:
             requirements = requirements.narrowed(
                 Requirements.parse(
-                    self._header_requirements(), addresses_verified=self.addresses_verified
+                    auth_headers.requirements, addresses_verified=self.addresses_verified
                 )
             )
         except InvalidRequirement as exc:
             self._forbid("invalid_requirement", str(exc))  # maybe the client's own header
             return
-        forged = self._identity_header_sent()
+        forged = auth_headers.identity
         if forged is not None:
             # nginx hands the client's headers to this subrequest: an X-Auth-* name
             # that authsvc does not read is the client's own, and some upstream may
@@ -135,7 +149,7 @@ class ForwardAuthHandler(JSONHandler):
         for name in EMAIL_HEADERS:
             self.set_header(name, user.email.encode())
         self.set_header(SESSION_HEADER, caller.session_id)
-        self._allow_caching(caller.expires_at)
+        self._allow_caching(caller.expires_at, auth_headers.requirement_names)
         self.outcome = "allowed"
         self.set_status(200)
         self.finish()
@@ -161,18 +175,21 @@ class ForwardAuthHandler(JSONHandler):
             for raw in raw_values:
                 yield name, raw.decode("utf-8", "replace")
 
-    def _header_requirements(self) -> Iterator[tuple[str, str]]:
+    def _auth_headers(self) -> AuthHeaders:
+        """The request's X-Auth-* headers, in one pass over its headers."""
+        found = AuthHeaders()
         for header, value in self.request.headers.get_all():
-            if header.lower().startswith(REQUIREMENT_HEADER.lower()):
-                yield header[len(REQUIREMENT_HEADER) :].lower().replace("-", "_"), value
-
-    def _identity_header_sent(self) -> str | None:
-        """The first X-Auth-* header that is no requirement, or None."""
-        for name, _ in self.request.headers.get_all():
-            lowered = name.lower()
-            if lowered.startswith("x-auth-") and not lowered.startswith(REQUIREMENT_HEADER.lower()):
-                return name
-        return None
+            lowered = header.lower()
+            if not lowered.startswith("x-auth-"):
+                continue
+            if lowered.startswith(REQUIREMENT_PREFIX):
+                found.requirements.append(
+                    (lowered[len(REQUIREMENT_PREFIX) :].replace("-", "_"), value)
+                )
+                found.requirement_names.add(header)
+            elif found.identity is None:
+                found.identity = header
+        return found
 
     def _cross_site_change(self) -> bool:
         """Whether a browser sent this request from another site to change something.
@@ -208,7 +225,7 @@ class ForwardAuthHandler(JSONHandler):
         except (ValueError, IndexError):
             return ""  # no origin matches it
 
-    def _allow_caching(self, expires_at: int) -> None:
+    def _allow_caching(self, expires_at: int, requirement_names: set[str]) -> None:
         """FORWARD_AUTH_CACHE_S > 0: a proxy may keep this 200 that long, keyed on the
         credentials and the requirement headers (Vary), never past the token's own
         expiry, and not at all for a token from a cookie whose check depends on the
@@ -216,12 +233,7 @@ class ForwardAuthHandler(JSONHandler):
         seconds = min(self.cache_s, int(expires_at - time.time()))
         if seconds <= 0 or self.from_cookie:
             return
-        required = {
-            name
-            for name, _ in self.request.headers.get_all()
-            if name.lower().startswith(REQUIREMENT_HEADER.lower())
-        }
-        varied = ["Authorization", *sorted(required)]
+        varied = ["Authorization", *sorted(requirement_names)]
         self.set_header("Cache-Control", f"max-age={seconds}, s-maxage={seconds}")
         self.set_header("Vary", ", ".join(varied))
 
