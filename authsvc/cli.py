@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
     from authsvc import signing
+    from authsvc.key_reload import FOLLOW_BOUND_S
 
     if args.keys_command == "list":
         for info in signing.list_keys(settings):
@@ -171,7 +172,7 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
         info = signing.rotate_key(settings)
         emit(
             f"{info.kid} signs now ({info.source}); every worker follows within "
-            f"{KEY_FOLLOW_BOUND_S} s; the former key retires in "
+            f"{FOLLOW_BOUND_S} s; the former key retires in "
             f"{settings.key_retention_s} s"
         )
         published_s = signing.published_for_s(info)
@@ -185,11 +186,6 @@ def run_keys_command(settings: Settings, args: argparse.Namespace) -> None:
             )
     elif args.keys_command == "remove":
         emit(f"removed {signing.remove_key(settings, args.kid)}")
-
-
-#: Within this every worker signs with a rotated key (key_reload.RELOAD_INTERVAL_S and
-#: the reading of the keys).
-KEY_FOLLOW_BOUND_S = 2
 
 
 def describe(info: KeyInfo) -> str:

@@ -27,9 +27,11 @@ from authsvc.stores import keyfiles
 
 log = logging.getLogger(__name__)
 
-#: How often a worker looks at the folder. A rotation takes effect in every worker
-#: within this plus the time to read the keys (milliseconds): about 2 s in all.
+#: How often a worker looks at the folder.
 RELOAD_INTERVAL_S = 1.0
+#: Within this every worker uses a changed folder: a look's interval, the reading of
+#: the keys (milliseconds), and a margin for a loop busy with requests.
+FOLLOW_BOUND_S = 2
 
 
 class KeyReload:
