@@ -33,7 +33,7 @@ from authsvc.graphql.schema import build_executable_schema
 from authsvc.logs import stamp_request_ids
 from authsvc.metrics import metrics
 from authsvc.services import Services
-from authsvc.settings import Settings, parse_origins
+from authsvc.settings import Settings, normalize_origin
 
 access_log = logging.getLogger("authsvc.access")
 
@@ -104,7 +104,7 @@ def public_origin(public_url: str | None) -> str | None:
     if not public_url:
         return None
     parts = urlsplit(public_url)
-    return parse_origins(f"{parts.scheme}://{parts.netloc}")[0]
+    return normalize_origin(f"{parts.scheme}://{parts.netloc}")
 
 
 def cors_policy(settings: Settings) -> CORSPolicy | None:

@@ -765,10 +765,12 @@ def parse_origins(entries: str) -> tuple[str, ...]:
         if len(listed) > 1:
             raise ValueError("`*` must stand alone (it allows every origin)")
         return ("*",)
-    return tuple(dict.fromkeys(_normalize_origin(entry) for entry in listed))
+    return tuple(dict.fromkeys(normalize_origin(entry) for entry in listed))
 
 
-def _normalize_origin(entry: str) -> str:
+def normalize_origin(entry: str) -> str:
+    """One origin as a browser writes ``Origin``. Raises ValueError for anything that
+    is no single http(s) origin (``null``, a pattern, a path, a list)."""
     if entry.lower() == "null":
         raise ValueError("`null` cannot be allowed: any page can send it")
     if "*" in entry:

@@ -32,7 +32,7 @@ from authsvc.graphql.context import bearer_token
 from authsvc.graphql.errors import UNAVAILABLE_RETRY_S, note_store_unavailable
 from authsvc.graphql.http import JSONHandler
 from authsvc.services import Services
-from authsvc.settings import parse_origins
+from authsvc.settings import normalize_origin
 from authsvc.stores.base import StoreUnavailable
 
 #: Headers the proxy sets to demand more (lower-cased, as compared).
@@ -209,8 +209,8 @@ class ForwardAuthHandler(JSONHandler):
         if origin is None:
             return False
         try:
-            return parse_origins(origin)[0] != self._own_origin()
-        except (ValueError, IndexError):  # "http://[x", "null": no origin of ours
+            return normalize_origin(origin.strip()) != self._own_origin()
+        except ValueError:  # "http://[x", "null", a list: no origin of ours
             return True
 
     def _own_origin(self) -> str:
@@ -221,8 +221,8 @@ class ForwardAuthHandler(JSONHandler):
         scheme = self.request.headers.get("X-Forwarded-Proto") or self.request.protocol
         host = self.request.headers.get("X-Forwarded-Host") or self.request.host
         try:
-            return parse_origins(f"{scheme.strip()}://{host.strip()}")[0]
-        except (ValueError, IndexError):
+            return normalize_origin(f"{scheme.strip()}://{host.strip()}")
+        except ValueError:
             return ""  # no origin matches it
 
     def _allow_caching(self, expires_at: int, requirement_names: set[str]) -> None:

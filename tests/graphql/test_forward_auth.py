@@ -349,7 +349,8 @@ async def test_a_cookie_does_not_carry_a_cross_site_change(client):
     assert response.code == 200
     # The whole origin counts: another scheme or port is another origin (the third
     # attack: only the host was compared).
-    for origin in ("http://app.example", "https://app.example:8443", "https://APP.example."):
+    for origin in ("http://app.example", "https://app.example:8443", "https://APP.example.",
+                   "https://app.example, https://evil.example", "*"):  # fmt: skip
         response = await client.raw("GET", "/auth", headers=own | {"Origin": origin})
         assert response.code == 403, origin
     bearer = {"Authorization": f"Bearer {access}"}
