@@ -3,6 +3,7 @@ proxy may cache, and that every revocation is refused at once (on both backends)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -380,3 +381,15 @@ async def test_with_public_url_the_own_origin_is_public_url_s(client):
     assert (
         await forward_auth(client, headers=change | {"Origin": "https://evil.example"})
     ).code == 403
+
+
+async def test_twenty_checks_racing_a_logout_all_never_pass_after_it(client):
+    """Revocation wins: of 20 checks sent beside a logoutAll, those that pass were
+    answered before it returned; every check after it is refused."""
+    _, access, _ = await user_of(client)
+    racing = [asyncio.ensure_future(forward_auth(client, access)) for _ in range(20)]
+    await client.post(LOGOUT_ALL, token=access)
+    answers = await asyncio.gather(*racing)
+    assert {response.code for response in answers} <= {200, 401}
+    after = await asyncio.gather(*(forward_auth(client, access) for _ in range(20)))
+    assert [response.code for response in after] == [401] * 20
