@@ -112,6 +112,10 @@ async def serve(
     this process also answers METRICS_PORT (the only worker). ``during_outage``: start
     even when a store cannot be reached (see open_services). ``alone``: no supervisor
     (one worker): this process answers SIGHUP itself."""
+    if alone:
+        # Before the port listens: a SIGHUP sent the moment it accepts (a test, an
+        # impatient script) must find the handler, not the default that ends the process.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, log.warning, HANGUP_IGNORED)
     services = await open_services(settings, during_outage=during_outage)
     metrics_server = None
     try:
@@ -141,7 +145,7 @@ async def serve(
             settings.sessions_backend,
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
-        await stop_signalled(answer_hangup=alone)
+        await stop_signalled()
         log.info("worker %d draining %d in-flight requests", worker, in_flight.count)
         server.stop()  # no new connections
         in_flight.draining = True
@@ -211,16 +215,13 @@ HANGUP_IGNORED = (
 )
 
 
-async def stop_signalled(answer_hangup: bool = False) -> None:
+async def stop_signalled() -> None:
     """Return once SIGTERM or SIGINT arrives, including one that arrived while a forked
-    worker was still starting (held back until now: see Supervisor._spawn).
-    ``answer_hangup``: SIGHUP is logged as ignored (see ignore_hangup)."""
+    worker was still starting (held back until now: see Supervisor._spawn)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
-    if answer_hangup:
-        loop.add_signal_handler(signal.SIGHUP, log.warning, HANGUP_IGNORED)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     await stop.wait()
 
